@@ -150,6 +150,11 @@ struct tm_io *tm_io_fault_new(struct tm_io *inner, const struct tm_fault *f);
  * memory. */
 struct tm_io *tm_io_overlay_new(struct tm_io *inner);
 
+/* Forwards every operation to 'inner' (borrowed) and leaves it open on
+ * close: hand a file to a layer that takes ownership (tm_vhdx_open) and
+ * keep it.  NULL when out of memory. */
+struct tm_io *tm_io_borrow_new(struct tm_io *inner);
+
 /* Whether the fault has fired, and how many operations were counted. */
 bool tm_io_fault_fired(struct tm_io *io);
 uint64_t tm_io_fault_count(struct tm_io *io);
