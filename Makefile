@@ -13,7 +13,7 @@ CTEST_ARGS ?=
 BUILD_PKGS = cmake gcc make libcmocka-dev pkg-config
 TEST_PKGS = qemu-utils 7zip libvhdi-utils python3 perl
 FUZZ_PKGS = clang libclang-rt-14-dev
-BENCH_PKGS = qemu-utils
+BENCH_PKGS = qemu-utils bc
 
 .PHONY: all build deps test-deps check demo bench fuzz asan-check clean
 
@@ -57,7 +57,7 @@ bench: test-deps build
 asan-check: test-deps
 	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DTM_SANITIZE=ON >/dev/null
 	cmake --build build-asan -j $(JOBS)
-	cd build-asan && ASAN_OPTIONS=detect_leaks=1 \
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1 TM_CRASH_STRIDE=5 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
 

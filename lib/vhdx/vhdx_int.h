@@ -16,7 +16,7 @@
 
 #include "io.h"
 
-#define VHDX_MiB (1024ull * 1024)
+#define VHDX_MiB ((uint64_t)1024 * 1024)
 
 /* MS-VHDX 2.1: the header section, first 1 MiB. */
 #define VHDX_FTI_OFF 0x00000u
@@ -49,8 +49,8 @@ enum {
     VHDX_SB_PRESENT = 6,
 };
 #define VHDX_BAT_STATE(e) ((unsigned)((e) & 7u))
-#define VHDX_BAT_OFF(e) ((e) & 0xFFFFFFFFFFF00000ull)
-#define VHDX_BAT_RESERVED(e) ((e) & 0x00000000000FFFF8ull)
+#define VHDX_BAT_OFF(e) ((uint64_t)((e) & 0xFFFFFFFFFFF00000ull))
+#define VHDX_BAT_RESERVED(e) ((uint64_t)((e) & 0x00000000000FFFF8ull))
 #define VHDX_BAT_ENTRY(state, off) ((uint64_t)(off) | (uint64_t)(state))
 
 /* Well-known GUIDs, in on-disk byte order (format.c). */

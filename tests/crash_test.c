@@ -1,0 +1,409 @@
+/* SPDX-License-Identifier: MIT */
+/* crash_test.c - power cuts, torn writes and I/O errors at every write,
+ * truncate and flush of a workload that allocates blocks, writes across
+ * block boundaries, discards and flushes a dynamic VHDX.  After each cut
+ * the file must open (its log replays), read-only and read-write opens
+ * must agree, 'check' must be clean, and every byte a completed flush
+ * acknowledged must read back; bytes written since the last completed
+ * flush may hold old or new data, nothing else is promised for them.
+ * A sample of the crashed files also goes through 'qemu-img check'.
+ *
+ * TM_CRASH_STRIDE=N runs every Nth point only (for quick local runs). */
+#include <errno.h>
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "io.h"
+#include "vhdx.h"
+
+#define SECTOR 512u
+#define VSIZE ((8u << 20) + 3 * SECTOR)        /* partial last block */
+#define BLOCK (1u << 20)
+#define NOPS 200
+
+struct shadow {
+    uint8_t *acked;             /* state at the last completed flush */
+    uint8_t *cur;               /* state with every write made */
+    uint8_t *dirty;             /* per sector: touched since that flush */
+};
+
+static uint64_t
+next_rand(uint64_t *s)
+{
+    *s ^= *s >> 12;
+    *s ^= *s << 25;
+    *s ^= *s >> 27;
+    return *s * 0x2545F4914F6CDD1Dull;
+}
+
+static void
+shadow_init(struct shadow *sh)
+{
+    sh->acked = calloc(1, VSIZE);
+    sh->cur = calloc(1, VSIZE);
+    sh->dirty = calloc(1, VSIZE / SECTOR + 1);
+    assert_non_null(sh->acked);
+    assert_non_null(sh->cur);
+    assert_non_null(sh->dirty);
+}
+
+static void
+shadow_free(struct shadow *sh)
+{
+    free(sh->acked);
+    free(sh->cur);
+    free(sh->dirty);
+}
+
+static void
+shadow_touch(struct shadow *sh, uint64_t off, uint64_t len)
+{
+    for (uint64_t s = off / SECTOR; s <= (off + len - 1) / SECTOR; s++)
+        sh->dirty[s] = 1;
+}
+
+/* A fresh dynamic VHDX in a new memory file. */
+static struct tm_io *
+make_disk(void)
+{
+    struct tm_io *disk = tm_io_mem_new();
+    struct tm_vhdx *vd = tm_vhdx_new();
+    struct tm_io *io;
+    struct tm_vhdx_create_params p = {
+        .virtual_size = VSIZE,
+        .block_size = BLOCK,
+        .logical_sector = 512,
+        .physical_sector = 4096,
+    };
+
+    assert_non_null(disk);
+    assert_non_null(vd);
+    io = tm_io_fault_new(disk, NULL);
+    assert_non_null(io);
+    assert_int_equal(tm_vhdx_create(vd, tm_io_borrow_new(io), &p), 0);
+    assert_int_equal(tm_vhdx_close(vd), 0);
+    tm_io_close(io);
+    return disk;
+}
+
+/* The workload; stops at the first failure (the cut or error fired).
+ * Returns 0 when it ran to the end. */
+static int
+run_workload(struct tm_io *io, struct shadow *sh, uint64_t seed)
+{
+    struct tm_vhdx *vd = tm_vhdx_new();
+    uint8_t *buf = malloc(2 * BLOCK);
+    uint64_t s = seed;
+    int rc;
+
+    assert_non_null(vd);
+    assert_non_null(buf);
+    rc = tm_vhdx_open(vd, tm_io_borrow_new(io), 0);
+    for (int i = 0; rc == 0 && i < NOPS; i++) {
+        uint64_t r = next_rand(&s) % 100;
+        uint64_t off, len;
+
+        if (r < 62) {
+            switch (next_rand(&s) % 3) {
+            case 0:
+                len = 1 + next_rand(&s) % 8192;
+                break;
+            case 1:
+                len = 1 + next_rand(&s) % (256 * 1024);
+                break;
+            default:
+                len = 1 + next_rand(&s) % (BLOCK + BLOCK / 2);
+                break;
+            }
+            if (next_rand(&s) % 2 == 0)
+                len = (len + SECTOR - 1) / SECTOR * SECTOR;
+            if (len > VSIZE)
+                len = VSIZE;
+            off = next_rand(&s) % (VSIZE - len + 1);
+            if (next_rand(&s) % 2 == 0)
+                off = off / SECTOR * SECTOR;
+            for (uint64_t k = 0; k < len; k++)
+                buf[k] = (uint8_t)(i * 31 + (off + k) / 512 + 1) | 1;
+            memcpy(sh->cur + off, buf, len);
+            shadow_touch(sh, off, len);
+            rc = tm_vhdx_write(vd, buf, len, off);
+        } else if (r < 80) {
+            enum tm_vhdx_discard_mode mode =
+                r < 72 ? TM_VHDX_ZERO : TM_VHDX_UNMAP;
+
+            if (next_rand(&s) % 2 == 0) {
+                off = next_rand(&s) % (VSIZE / BLOCK + 1) * BLOCK;
+                len = BLOCK * (1 + next_rand(&s) % 2);
+            } else {
+                off = next_rand(&s) % VSIZE;
+                len = 1 + next_rand(&s) % (BLOCK * 2);
+            }
+            if (off >= VSIZE)
+                off = VSIZE - SECTOR;
+            if (len > VSIZE - off)
+                len = VSIZE - off;
+            memset(sh->cur + off, 0, len);
+            shadow_touch(sh, off, len);
+            rc = tm_vhdx_discard(vd, off, len, mode);
+        } else {
+            rc = tm_vhdx_flush(vd);
+            if (rc == 0) {
+                memcpy(sh->acked, sh->cur, VSIZE);
+                memset(sh->dirty, 0, VSIZE / SECTOR + 1);
+            }
+        }
+    }
+    if (rc == 0) {
+        rc = tm_vhdx_close(vd);
+        if (rc == 0) {
+            memcpy(sh->acked, sh->cur, VSIZE);
+            memset(sh->dirty, 0, VSIZE / SECTOR + 1);
+        }
+    } else {
+        tm_vhdx_close(vd);
+    }
+    free(buf);
+    return rc;
+}
+
+static void
+report_problem(void *user, const char *problem)
+{
+    unsigned *point = user;
+
+    print_error("point %u: check: %s\n", *point, problem);
+}
+
+/* Every clean sector must hold the acknowledged bytes. */
+static void
+compare(struct tm_vhdx *vd, const struct shadow *sh, unsigned point,
+        const char *how)
+{
+    uint8_t *got = malloc(VSIZE);
+
+    assert_non_null(got);
+    assert_int_equal(tm_vhdx_read(vd, got, VSIZE, 0), 0);
+    for (uint64_t sec = 0; sec < VSIZE / SECTOR; sec++) {
+        uint64_t o = sec * SECTOR;
+
+        if (sh->dirty[sec])
+            continue;
+        if (memcmp(got + o, sh->acked + o, SECTOR) != 0) {
+            print_error("point %u (%s): sector %" PRIu64 " lost a flushed "
+                        "write\n", point, how, sec);
+            fail();
+        }
+    }
+    free(got);
+}
+
+/* Saves the memory file to a temporary file and runs qemu-img check. */
+static void
+qemu_check(struct tm_io *disk, unsigned point)
+{
+    char path[] = "/tmp/tm-crash-XXXXXX";
+    char cmd[256];
+    uint64_t size;
+    uint8_t *buf;
+    int fd, rc;
+
+    if (system("command -v qemu-img >/dev/null 2>&1") != 0)
+        return;
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(tm_io_size(disk, &size), 0);
+    buf = malloc(1u << 20);
+    assert_non_null(buf);
+    for (uint64_t o = 0; o < size; o += 1u << 20) {
+        size_t n = size - o < (1u << 20) ? (size_t)(size - o) : 1u << 20;
+
+        assert_int_equal(tm_io_pread_all(disk, buf, n, o), 0);
+        assert_int_equal(pwrite(fd, buf, n, (off_t)o), (ssize_t)n);
+    }
+    free(buf);
+    close(fd);
+    snprintf(cmd, sizeof(cmd), "qemu-img check -q -f vhdx %s", path);
+    rc = system(cmd);
+    unlink(path);
+    if (rc != 0) {
+        print_error("point %u: qemu-img check failed (%d)\n", point, rc);
+        fail();
+    }
+}
+
+/* After the fault: open read-only (replay into memory) and read-write
+ * (replay into the file); both must serve the acknowledged data, the
+ * check must be clean, and the repaired file must take a new write. */
+static void
+verify(struct tm_io *disk, const struct shadow *sh, unsigned point)
+{
+    struct tm_vhdx *vd = tm_vhdx_new();
+    struct tm_io *io = tm_io_borrow_new(disk);
+    uint8_t pat[4096];
+    int rc;
+
+    assert_non_null(vd);
+    rc = tm_vhdx_open(vd, io, TM_VHDX_RDONLY);
+    if (rc != 0) {
+        print_error("point %u: read-only open failed: %s\n", point,
+                    tm_vhdx_err(vd)->msg);
+        fail();
+    }
+    compare(vd, sh, point, "read-only");
+    tm_vhdx_close(vd);
+
+    vd = tm_vhdx_new();
+    io = tm_io_borrow_new(disk);
+    rc = tm_vhdx_open(vd, io, 0);
+    if (rc != 0) {
+        print_error("point %u: read-write open failed: %s\n", point,
+                    tm_vhdx_err(vd)->msg);
+        fail();
+    }
+    compare(vd, sh, point, "read-write");
+    rc = tm_vhdx_check(vd, report_problem, &point);
+    assert_int_equal(rc, 0);
+    memset(pat, 0x5a, sizeof(pat));
+    assert_int_equal(tm_vhdx_write(vd, pat, sizeof(pat), VSIZE - 4096), 0);
+    assert_int_equal(tm_vhdx_close(vd), 0);
+
+    vd = tm_vhdx_new();
+    io = tm_io_borrow_new(disk);
+    assert_int_equal(tm_vhdx_open(vd, io, TM_VHDX_RDONLY), 0);
+    {
+        uint8_t got[4096];
+
+        assert_int_equal(tm_vhdx_read(vd, got, sizeof(got), VSIZE - 4096), 0);
+        assert_memory_equal(got, pat, sizeof(pat));
+    }
+    assert_int_equal(tm_vhdx_check(vd, report_problem, &point), 0);
+    tm_vhdx_close(vd);
+}
+
+static unsigned
+stride(void)
+{
+    const char *s = getenv("TM_CRASH_STRIDE");
+    unsigned long v = s != NULL ? strtoul(s, NULL, 10) : 1;
+
+    return v > 0 ? (unsigned)v : 1;
+}
+
+/* Counts up: a fault at point 1, 2, 3 ... until the workload runs to
+ * the end without the fault firing.  Returns the number of points. */
+static unsigned
+sweep(const struct tm_fault *tmpl, uint64_t workload_seed, unsigned qemu_every)
+{
+    unsigned points = 0;
+    unsigned step = stride();
+
+    for (unsigned point = 1;; point += step) {
+        struct tm_io *disk = make_disk();
+        struct tm_fault f = *tmpl;
+        struct tm_io *io;
+        struct shadow sh;
+        bool fired;
+        int rc;
+
+        f.after = point;
+        if (f.seed != 0)
+            f.seed = tmpl->seed + point;
+        io = tm_io_fault_new(disk, &f);
+        assert_non_null(io);
+        shadow_init(&sh);
+        rc = run_workload(io, &sh, workload_seed);
+        fired = tm_io_fault_fired(io);
+        tm_io_close(io);
+        if (rc != 0 && !fired) {
+            print_error("point %u: workload failed without a fault: %d\n",
+                        point, rc);
+            fail();
+        }
+        verify(disk, &sh, point);
+        if (qemu_every != 0 && point % qemu_every == 1)
+            qemu_check(disk, point);
+        shadow_free(&sh);
+        tm_io_close(disk);
+        points++;
+        if (!fired)
+            break;
+    }
+    return points;
+}
+
+static void
+power_cut_at_every_point(void **state)
+{
+    unsigned n = sweep(&(struct tm_fault){
+        .ops = TM_IO_WRITE | TM_IO_FLUSH | TM_IO_TRUNCATE | TM_IO_PUNCH,
+        .action = TM_FAULT_POWER_CUT }, 0x9e3779b97f4a7c15ull, 25);
+
+    print_message("power cut: %u points\n", n);
+    assert_true(n * stride() >= 500);
+}
+
+static void
+power_cut_with_reordered_writes(void **state)
+{
+    unsigned n = sweep(&(struct tm_fault){
+        .ops = TM_IO_WRITE | TM_IO_FLUSH | TM_IO_TRUNCATE | TM_IO_PUNCH,
+        .action = TM_FAULT_POWER_CUT, .seed = 77 }, 0x1234567ull, 40);
+
+    print_message("power cut, random survivors: %u points\n", n);
+    assert_true(n * stride() >= 500);
+}
+
+static void
+torn_write_at_every_point(void **state)
+{
+    unsigned n = sweep(&(struct tm_fault){
+        .ops = TM_IO_WRITE, .action = TM_FAULT_TEAR, .tear_sectors = 3 },
+        0xdeadbeefull, 0);
+
+    print_message("torn write: %u points\n", n);
+    assert_true(n * stride() > 100);
+}
+
+static void
+io_error_at_every_point(void **state)
+{
+    unsigned n = sweep(&(struct tm_fault){
+        .ops = TM_IO_WRITE | TM_IO_FLUSH | TM_IO_TRUNCATE,
+        .action = TM_FAULT_ERROR, .err = EIO }, 0x5151ull, 0);
+
+    print_message("EIO: %u points\n", n);
+    assert_true(n * stride() > 100);
+}
+
+static void
+enospc_at_every_point(void **state)
+{
+    unsigned n = sweep(&(struct tm_fault){
+        .ops = TM_IO_WRITE | TM_IO_TRUNCATE, .action = TM_FAULT_ERROR,
+        .err = ENOSPC, .sticky = true }, 0x7777ull, 0);
+
+    print_message("ENOSPC: %u points\n", n);
+    assert_true(n * stride() > 100);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(power_cut_at_every_point),
+        cmocka_unit_test(power_cut_with_reordered_writes),
+        cmocka_unit_test(torn_write_at_every_point),
+        cmocka_unit_test(io_error_at_every_point),
+        cmocka_unit_test(enospc_at_every_point),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
