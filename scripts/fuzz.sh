@@ -9,7 +9,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 status=0
-for fz in $(find "$build/lib" -type f -name '*_fuzz' -perm -u+x | sort); do
+for fz in $(find "$build" -maxdepth 1 -type f -name '*_fuzz' -perm -u+x | sort); do
   name=$(basename "$fz" _fuzz)
   mkdir -p "$scratch/$name"
   seeds=()

@@ -164,13 +164,8 @@ tm_vhdx_check(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
     }
     if (memcmp(buf[0], buf[1], VHDX_RT_BYTES) != 0)
         report(&r, "the two region tables differ");
-    for (uint32_t i = 0; i < vd->rt->count; i++)
-        if (!vd->rt->e[i].required &&
-            (tm_guid_equal(&vd->rt->e[i].guid, &VHDX_GUID_BAT) ||
-             tm_guid_equal(&vd->rt->e[i].guid, &VHDX_GUID_METADATA)))
-            report(&r, "region table: the %s region is not marked required",
-                   tm_guid_equal(&vd->rt->e[i].guid, &VHDX_GUID_BAT)
-                   ? "BAT" : "metadata");
+    /* COMPAT: QEMU writes Required = 0 on the BAT and metadata regions;
+     * readers accept it, and so does the check. */
 
     /* Every BAT entry: reserved bits, blocks past EOF, sector-bitmap
      * slots, overlaps (open has refused the worst of these already). */
@@ -191,13 +186,10 @@ tm_vhdx_check(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
                        "(0x%" PRIx64 ")", i, e);
             if ((i + 1) % (g->chunk_ratio + 1) == 0)
                 continue;
-            if (st != VHDX_PAYLOAD_FULLY_PRESENT) {
-                if (VHDX_BAT_OFF(e) != 0)
-                    report(&r, "BAT entry %" PRIu64 ": state %u carries a "
-                           "file offset (%" PRIu64 "); Hyper-V expects 0",
-                           i, st, VHDX_BAT_OFF(e));
+            /* The offset of a block in any other state is reserved:
+             * nothing to check (MS-VHDX 2.5.1). */
+            if (st != VHDX_PAYLOAD_FULLY_PRESENT)
                 continue;
-            }
             if (VHDX_BAT_OFF(e) + vd->p.block_size > size)
                 report(&r, "BAT entry %" PRIu64 ": block at %" PRIu64
                        " runs past the end of the file (%" PRIu64 ")",
@@ -209,13 +201,8 @@ tm_vhdx_check(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
             if (offs[k] < offs[k - 1] + vd->p.block_size)
                 report(&r, "BAT: blocks at %" PRIu64 " and %" PRIu64
                        " overlap", offs[k - 1], offs[k]);
-        if (vhdx_is_fixed(vd)) {
-            uint64_t absent = g->payload_blocks - n;
-
-            if (absent > 0)
-                report(&r, "fixed disk with %" PRIu64 " blocks not "
-                       "allocated", absent);
-        }
+        /* COMPAT: a fixed disk may hold ZERO blocks (QEMU's
+         * block_state_zero); valid per MS-VHDX, so not reported. */
         free(offs);
     }
     rc = r.problems;

@@ -698,8 +698,8 @@ vhdx_log_commit(struct vhdx_log *lg, const struct vhdx_log_update *updates,
         buf = malloc(length);
         if (buf == NULL)
             return -ENOMEM;
-        entry_encode(lg, updates + i, (size_t)count, nd, length, flushed,
-                     last, buf);
+        entry_encode(lg, count > 0 ? updates + i : NULL, (size_t)count, nd,
+                     length, flushed, last, buf);
         /* CRASH: the spec's order.  Until the first flush the entry may be
          * torn, and replay falls back to the previous (applied) one; after
          * it, replay redoes the updates whatever the apply left. */

@@ -274,11 +274,14 @@ size_t vhdx_log_max_updates(const struct vhdx_log *lg);
 /* CRASH: the spec's order.  Writes one entry holding 'updates' (each
  * entry's Tail is itself: all earlier entries are already applied and
  * flushed), flushes, applies the updates in place, flushes.  'file_size'
- * is the file's size before the update (FlushedFileOffset) and
- * 'last_file_off' the size covering every allocated structure
- * (LastFileOffset); both rounded up to 1 MiB by the writer.  More updates
- * than fit one entry are split over several, each committed in turn.
- * Returns 0 or the first error (the caller must poison its handle). */
+ * is a file size known to be durable (FlushedFileOffset, rounded down to
+ * 1 MiB: replay refuses a file shorter than it) and 'last_file_off' the
+ * size covering every allocated structure (LastFileOffset, rounded up to
+ * 1 MiB).  More updates than fit one entry are split over several, each
+ * committed in turn; n == 0 writes one entry without descriptors.
+ * TM_E_INVALID for an update that is not 4 KiB aligned (data: exactly
+ * 4096 bytes).  Returns 0 or the first error (the caller must poison its
+ * handle). */
 int vhdx_log_commit(struct vhdx_log *lg,
                     const struct vhdx_log_update *updates, size_t n,
                     uint64_t file_size, uint64_t last_file_off);
