@@ -159,7 +159,7 @@ read_header_slot(struct tm_vhdx *vd, unsigned slot, struct vhdx_header *h,
                              slot + 1, tm_strerror(rc));
     rc = vhdx_header_decode(buf, sizeof(buf), h, err);
     if (rc < 0)
-        tm_err_prefix(err, "header %u: ", slot + 1);
+        tm_err_prefix(err, "copy %u", slot + 1);
     return rc;
 }
 
@@ -462,6 +462,17 @@ open_locked(struct tm_vhdx *vd, unsigned flags)
             if (rc < 0)
                 return rc;
         } else {
+            /* A log we would refuse must leave the file untouched, so the
+             * replay runs first into an overlay, where it validates every
+             * entry without writing. */
+            struct tm_io *dry = tm_io_overlay_new(vd->io);
+
+            if (dry == NULL)
+                return -ENOMEM;
+            rc = vhdx_log_replay(vd->io, dry, &vd->hdr, &res, &vd->err);
+            tm_io_close(dry);
+            if (rc < 0)
+                return rc;
             /* The replay is a modification: FileWriteGuid first, while
              * the header still names the log (a crash during the replay
              * replays again).  Not a user-visible one: DataWriteGuid
