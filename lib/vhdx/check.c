@@ -170,8 +170,14 @@ tm_vhdx_check(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
     /* Every BAT entry: reserved bits, blocks past EOF, sector-bitmap
      * slots, overlaps (open has refused the worst of these already). */
     {
-        uint64_t *offs = malloc((g->payload_blocks + 1) * sizeof(*offs));
+        uint64_t *offs;
         size_t n = 0;
+
+        for (uint64_t i = 0; i < vd->bat_count; i++)
+            if (VHDX_BAT_STATE(vd->bat[i]) == VHDX_PAYLOAD_FULLY_PRESENT)
+                n++;
+        offs = malloc((n + 1) * sizeof(*offs));
+        n = 0;
 
         if (offs == NULL) {
             rc = -ENOMEM;

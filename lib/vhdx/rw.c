@@ -69,9 +69,15 @@ vhdx_bat_load(struct tm_vhdx *vd, uint64_t file_size)
     for (uint64_t i = 0; i < nread; i++)
         vd->bat[i] = tm_le64(raw + i * 8);
 
-    offs = malloc((g->payload_blocks + 1) * sizeof(*offs));
+    /* Room for the present blocks only: on a 64 TiB disk of 1 MiB blocks
+     * one slot per block would cost another 512 MiB. */
+    for (uint64_t i = 0; i < nread; i++)
+        if (VHDX_BAT_STATE(vd->bat[i]) == VHDX_PAYLOAD_FULLY_PRESENT)
+            noffs++;
+    offs = malloc((noffs + 1) * sizeof(*offs));
     if (offs == NULL)
         return -ENOMEM;
+    noffs = 0;
     for (uint64_t i = 0; i < nread; i++) {
         uint64_t e = vd->bat[i];
         unsigned st = VHDX_BAT_STATE(e);
