@@ -534,6 +534,37 @@ open_locked(struct tm_vhdx *vd, unsigned flags)
     return 0;
 }
 
+/* The start shared by open and create: takes ownership of 'io' whatever
+ * happens, as vhdx.h promises. */
+static int
+attach(struct tm_vhdx *vd, struct tm_io *io)
+{
+    tm_err_clear(&vd->err);
+    if (vd->is_open || vd->io != NULL) {
+        tm_io_close(io);
+        return tm_err_set(&vd->err, TM_E_INVALID, "handle already in use");
+    }
+    if (io == NULL)
+        return tm_err_set(&vd->err, TM_E_INVALID, "no file given");
+    vd->io = io;
+    return 0;
+}
+
+/* A failed open or create frees everything but keeps the error detail. */
+static int
+detach_on_error(struct tm_vhdx *vd, int rc)
+{
+    struct tm_err keep = vd->err;
+
+    if (rc >= 0)
+        return rc;
+    if (keep.code == 0)
+        tm_err_set(&keep, rc, "%s", tm_strerror(rc));
+    release(vd);
+    vd->err = keep;
+    return rc;
+}
+
 int
 tm_vhdx_open(struct tm_vhdx *vd, struct tm_io *io, unsigned flags)
 {
@@ -543,24 +574,10 @@ tm_vhdx_open(struct tm_vhdx *vd, struct tm_io *io, unsigned flags)
         tm_io_close(io);
         return TM_E_INVALID;
     }
-    tm_err_clear(&vd->err);
-    if (vd->is_open || vd->io != NULL) {
-        tm_io_close(io);
-        return tm_err_set(&vd->err, TM_E_INVALID, "handle already in use");
-    }
-    if (io == NULL)
-        return tm_err_set(&vd->err, TM_E_INVALID, "no file given");
-    vd->io = io;
-    rc = open_locked(vd, flags);
-    if (rc < 0) {
-        struct tm_err keep = vd->err;
-
-        if (keep.code == 0)
-            tm_err_set(&keep, rc, "%s", tm_strerror(rc));
-        release(vd);
-        vd->err = keep;
-    }
-    return rc;
+    rc = attach(vd, io);
+    if (rc < 0)
+        return rc;
+    return detach_on_error(vd, open_locked(vd, flags));
 }
 
 /* ---- create ------------------------------------------------------------ */
@@ -848,25 +865,14 @@ tm_vhdx_create(struct tm_vhdx *vd, struct tm_io *io,
         tm_io_close(io);
         return TM_E_INVALID;
     }
-    tm_err_clear(&vd->err);
-    if (vd->is_open || vd->io != NULL) {
-        tm_io_close(io);
-        return tm_err_set(&vd->err, TM_E_INVALID, "handle already in use");
-    }
-    if (io == NULL)
-        return tm_err_set(&vd->err, TM_E_INVALID, "no file given");
-    vd->io = io;
+    rc = attach(vd, io);
+    if (rc < 0)
+        return rc;
     p = *params;
     rc = validate_create(vd, &p);
     if (rc == 0)
         rc = create_locked(vd, &p);
-    if (rc < 0) {
-        struct tm_err keep = vd->err;
-
-        release(vd);
-        vd->err = keep;
-    }
-    return rc;
+    return detach_on_error(vd, rc);
 }
 
 /* ---- close ------------------------------------------------------------- */
