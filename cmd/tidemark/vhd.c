@@ -467,7 +467,14 @@ report_problem(void *user, const char *problem)
     printf("%s: %s\n", c->path, problem);
 }
 
-/* Open read-write (which replays a dirty log into the file), then close;
+static void
+report_repair(void *user, const char *what)
+{
+    printf("%s: repaired: %s\n", (const char *)user, what);
+}
+
+/* Open read-write (which replays a dirty log into the file), mend what
+ * the open tolerated (a damaged header or region table copy), close;
  * says what it did on stdout. */
 static int
 repair(const struct cli_cmd *cmd, const char *path)
@@ -475,6 +482,7 @@ repair(const struct cli_cmd *cmd, const char *path)
     struct tm_vhdx_info info;
     struct tm_vhdx *vd;
     int status;
+    int rc;
 
     status = vhd_open(cmd, path, true, &vd);
     if (status != CLI_EXIT_OK)
@@ -484,19 +492,23 @@ repair(const struct cli_cmd *cmd, const char *path)
         tm_vhdx_close(vd);
         return status;
     }
-    status = close_rw(cmd, path, vd);
-    if (status != CLI_EXIT_OK)
-        return status;
     if (info.log_replayed)
         printf("%s: log replayed into the file\n", path);
     else
         printf("%s: log clean, nothing to replay\n", path);
-    return CLI_EXIT_OK;
+    rc = tm_vhdx_repair(vd, report_repair, (void *)path);
+    if (rc < 0) {
+        status = cli_fail(cmd, "cannot repair '%s': %s", path,
+                          cli_vhdx_msg(vd, rc));
+        tm_vhdx_close(vd);
+        return status;
+    }
+    return close_rw(cmd, path, vd);
 }
 
 static const struct cli_opt check_opts[] = {
     { "repair", NULL, OPT_REPAIR,
-      "first replay a dirty log into the file, then check" },
+      "replay a dirty log, mend a damaged header or region table" },
     { NULL, NULL, 0, NULL },
 };
 

@@ -219,6 +219,101 @@ out:
     return rc;
 }
 
+/* ---- repair ------------------------------------------------------------ */
+
+int
+tm_vhdx_repair(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
+{
+    static const uint32_t rt_off[2] = { VHDX_RT1_OFF, VHDX_RT2_OFF };
+    struct reporter r = { fn, user, 0 };
+    struct vhdx_region_table *rt = NULL;
+    uint8_t *buf[2] = { NULL, NULL };
+    bool rt_ok[2];
+    bool rt_bad;
+    bool hdr_bad = false;
+    bool was_modified;
+    int rc;
+
+    tm_err_clear(&vd->err);
+    if (!vd->is_open)
+        return tm_err_set(&vd->err, TM_E_INVALID, "the handle is not open");
+    if (vd->rdonly)
+        return tm_err_set(&vd->err, TM_E_READONLY, "opened read-only");
+    buf[0] = malloc(VHDX_RT_BYTES);
+    buf[1] = malloc(VHDX_RT_BYTES);
+    rt = malloc(sizeof(*rt));
+    if (buf[0] == NULL || buf[1] == NULL || rt == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (unsigned s = 0; s < 2; s++) {
+        struct vhdx_header h;
+        struct tm_err e;
+
+        rc = tm_io_pread_all(vd->io, buf[s], VHDX_HEADER_BYTES,
+                             s == 0 ? VHDX_HEADER1_OFF : VHDX_HEADER2_OFF);
+        if (rc < 0)
+            goto out;
+        if (vhdx_header_decode(buf[s], VHDX_HEADER_BYTES, &h, &e) < 0)
+            hdr_bad = true;
+    }
+    for (unsigned s = 0; s < 2; s++) {
+        struct tm_err e;
+
+        rc = tm_io_pread_all(vd->io, buf[s], VHDX_RT_BYTES, rt_off[s]);
+        if (rc < 0)
+            goto out;
+        rt_ok[s] = vhdx_region_table_decode(buf[s], VHDX_RT_BYTES, rt,
+                                            &e) == 0;
+    }
+    rt_bad = rt_ok[0] != rt_ok[1] ||
+             (rt_ok[0] && memcmp(buf[0], buf[1], VHDX_RT_BYTES) != 0);
+    if (!rt_bad && !hdr_bad) {
+        rc = 0;                         /* a sound file is not touched */
+        goto out;
+    }
+    was_modified = vd->modified;
+    rc = vhdx_begin_modify(vd, false);
+    if (rc < 0)
+        goto out;
+    if (rt_bad) {
+        /* Region tables change through the log (MS-VHDX 2.2.3); the
+         * first valid copy is the one open used. */
+        unsigned good = rt_ok[0] ? 0 : 1;
+        struct vhdx_log_update u[VHDX_RT_BYTES / VHDX_LOG_SECTOR];
+
+        for (unsigned k = 0; k < VHDX_RT_BYTES / VHDX_LOG_SECTOR; k++) {
+            u[k].file_off = rt_off[good ^ 1] + k * VHDX_LOG_SECTOR;
+            u[k].len = VHDX_LOG_SECTOR;
+            u[k].data = buf[good] + k * VHDX_LOG_SECTOR;
+        }
+        rc = vhdx_log_commit(&vd->log, u, VHDX_RT_BYTES / VHDX_LOG_SECTOR,
+                             vd->durable_size, vd->file_end);
+        if (rc < 0) {
+            rc = vhdx_poison(vd, rc, "region table repair through the log");
+            goto out;
+        }
+        report(&r, "region table %u rewritten from region table %u",
+               (good ^ 1) + 1, good + 1);
+    }
+    if (hdr_bad) {
+        /* A header update writes both slots; begin_modify has made one
+         * unless this open had written before. */
+        if (was_modified) {
+            rc = vhdx_header_update(vd, false, &vd->hdr.log_guid);
+            if (rc < 0)
+                goto out;
+        }
+        report(&r, "both headers rewritten");
+    }
+    rc = r.problems;
+out:
+    free(rt);
+    free(buf[0]);
+    free(buf[1]);
+    return rc;
+}
+
 /* ---- dump -------------------------------------------------------------- */
 
 struct printer {

@@ -143,6 +143,14 @@ int tm_vhdx_get_info(struct tm_vhdx *vd, struct tm_vhdx_info *out);
 typedef void (*tm_vhdx_report_fn)(void *user, const char *problem);
 int tm_vhdx_check(struct tm_vhdx *vd, tm_vhdx_report_fn report, void *user);
 
+/* Mends what open tolerates, on a read-write handle: a damaged or
+ * differing region table copy is rewritten from the good one through the
+ * log, and a damaged header slot is rewritten by a header update (a dirty
+ * log was already replayed by the open).  Not a user-visible change:
+ * DataWriteGuid stays.  Calls 'report' once per repair made; returns how
+ * many, or a negative code. */
+int tm_vhdx_repair(struct tm_vhdx *vd, tm_vhdx_report_fn report, void *user);
+
 /* Writes a human-readable dump of every structure (headers, region tables,
  * metadata table and items, BAT census, log entries found) through 'out',
  * called once per line without the newline. */

@@ -413,6 +413,45 @@ unknown_regions_preserved_or_refused(void **state)
 }
 
 static void
+repair_mends_header_and_region_table(void **state)
+{
+    struct tm_io *mem = new_disk(16 * MiB, MiB, 512, false);
+    uint8_t junk = 0xff;
+    uint8_t a[VHDX_RT_BYTES], b[VHDX_RT_BYTES];
+    struct tm_vhdx_info before, after;
+    struct tm_vhdx *vd;
+
+    vd = open_disk(mem, 0);
+    assert_int_equal(tm_vhdx_get_info(vd, &before), 0);
+    assert_int_equal(tm_vhdx_repair(vd, NULL, NULL), 0);   /* sound */
+    assert_int_equal(tm_vhdx_close(vd), 0);
+    vd = open_disk(mem, TM_VHDX_RDONLY);
+    assert_int_equal(tm_vhdx_get_info(vd, &after), 0);
+    assert_int_equal(after.header_seq, before.header_seq);  /* untouched */
+    tm_vhdx_close(vd);
+
+    assert_int_equal(tm_io_pwrite_all(mem, &junk, 1, VHDX_HEADER1_OFF + 99),
+                     0);
+    assert_int_equal(tm_io_pwrite_all(mem, &junk, 1, VHDX_RT2_OFF + 99), 0);
+    vd = open_disk(mem, TM_VHDX_RDONLY);
+    assert_int_equal(tm_vhdx_check(vd, NULL, NULL), 3);
+    assert_int_equal(tm_vhdx_repair(vd, NULL, NULL), TM_E_READONLY);
+    tm_vhdx_close(vd);
+    vd = open_disk(mem, 0);
+    assert_int_equal(tm_vhdx_repair(vd, NULL, NULL), 2);
+    assert_int_equal(tm_vhdx_close(vd), 0);
+    vd = open_disk(mem, TM_VHDX_RDONLY);
+    assert_int_equal(tm_vhdx_check(vd, NULL, NULL), 0);
+    assert_int_equal(tm_vhdx_get_info(vd, &after), 0);
+    assert_memory_equal(&after.data_write_guid, &before.data_write_guid, 16);
+    tm_vhdx_close(vd);
+    assert_int_equal(tm_io_pread_all(mem, a, sizeof(a), VHDX_RT1_OFF), 0);
+    assert_int_equal(tm_io_pread_all(mem, b, sizeof(b), VHDX_RT2_OFF), 0);
+    assert_memory_equal(a, b, sizeof(a));
+    tm_io_close(mem);
+}
+
+static void
 discard_whole_and_partial_blocks(void **state)
 {
     struct tm_io *mem = new_disk(8 * MiB, MiB, 512, false);
@@ -520,6 +559,7 @@ main(void)
         cmocka_unit_test(corrupt_current_header_falls_back),
         cmocka_unit_test(one_bad_region_table_is_tolerated),
         cmocka_unit_test(unknown_regions_preserved_or_refused),
+        cmocka_unit_test(repair_mends_header_and_region_table),
         cmocka_unit_test(discard_whole_and_partial_blocks),
         cmocka_unit_test(sector_4k_disk),
         cmocka_unit_test(create_refuses_bad_parameters),
