@@ -25,8 +25,15 @@
 #include "vhdx.h"
 
 #define SECTOR 512u
-#define VSIZE ((8u << 20) + 3 * SECTOR)        /* partial last block */
-#define BLOCK (1u << 20)
+/* The disk under test; the default is dynamic, 1 MiB blocks, 512-byte
+ * sectors, with a partial last block. */
+static struct {
+    uint64_t vsize;
+    uint32_t block;
+    uint32_t logical_sector;
+    bool fixed;
+    unsigned stride;            /* run every stride-th point */
+} geo = { (8u << 20) + 3 * SECTOR, 1u << 20, 512, false, 1 };
 #define NOPS 200
 
 struct shadow {
@@ -47,9 +54,9 @@ next_rand(uint64_t *s)
 static void
 shadow_init(struct shadow *sh)
 {
-    sh->acked = calloc(1, VSIZE);
-    sh->cur = calloc(1, VSIZE);
-    sh->dirty = calloc(1, VSIZE / SECTOR + 1);
+    sh->acked = calloc(1, geo.vsize);
+    sh->cur = calloc(1, geo.vsize);
+    sh->dirty = calloc(1, geo.vsize / SECTOR + 1);
     assert_non_null(sh->acked);
     assert_non_null(sh->cur);
     assert_non_null(sh->dirty);
@@ -78,9 +85,10 @@ make_disk(void)
     struct tm_vhdx *vd = tm_vhdx_new();
     struct tm_io *io;
     struct tm_vhdx_create_params p = {
-        .virtual_size = VSIZE,
-        .block_size = BLOCK,
-        .logical_sector = 512,
+        .virtual_size = geo.vsize,
+        .block_size = geo.block,
+        .logical_sector = geo.logical_sector,
+        .fixed = geo.fixed,
         .physical_sector = 4096,
     };
 
@@ -100,7 +108,7 @@ static int
 run_workload(struct tm_io *io, struct shadow *sh, uint64_t seed)
 {
     struct tm_vhdx *vd = tm_vhdx_new();
-    uint8_t *buf = malloc(2 * BLOCK);
+    uint8_t *buf = malloc(2 * geo.block);
     uint64_t s = seed;
     int rc;
 
@@ -120,14 +128,14 @@ run_workload(struct tm_io *io, struct shadow *sh, uint64_t seed)
                 len = 1 + next_rand(&s) % (256 * 1024);
                 break;
             default:
-                len = 1 + next_rand(&s) % (BLOCK + BLOCK / 2);
+                len = 1 + next_rand(&s) % (geo.block + geo.block / 2);
                 break;
             }
             if (next_rand(&s) % 2 == 0)
                 len = (len + SECTOR - 1) / SECTOR * SECTOR;
-            if (len > VSIZE)
-                len = VSIZE;
-            off = next_rand(&s) % (VSIZE - len + 1);
+            if (len > geo.vsize)
+                len = geo.vsize;
+            off = next_rand(&s) % (geo.vsize - len + 1);
             if (next_rand(&s) % 2 == 0)
                 off = off / SECTOR * SECTOR;
             for (uint64_t k = 0; k < len; k++)
@@ -140,32 +148,32 @@ run_workload(struct tm_io *io, struct shadow *sh, uint64_t seed)
                 r < 72 ? TM_VHDX_ZERO : TM_VHDX_UNMAP;
 
             if (next_rand(&s) % 2 == 0) {
-                off = next_rand(&s) % (VSIZE / BLOCK + 1) * BLOCK;
-                len = BLOCK * (1 + next_rand(&s) % 2);
+                off = next_rand(&s) % (geo.vsize / geo.block + 1) * geo.block;
+                len = geo.block * (1 + next_rand(&s) % 2);
             } else {
-                off = next_rand(&s) % VSIZE;
-                len = 1 + next_rand(&s) % (BLOCK * 2);
+                off = next_rand(&s) % geo.vsize;
+                len = 1 + next_rand(&s) % (geo.block * 2);
             }
-            if (off >= VSIZE)
-                off = VSIZE - SECTOR;
-            if (len > VSIZE - off)
-                len = VSIZE - off;
+            if (off >= geo.vsize)
+                off = geo.vsize - SECTOR;
+            if (len > geo.vsize - off)
+                len = geo.vsize - off;
             memset(sh->cur + off, 0, len);
             shadow_touch(sh, off, len);
             rc = tm_vhdx_discard(vd, off, len, mode);
         } else {
             rc = tm_vhdx_flush(vd);
             if (rc == 0) {
-                memcpy(sh->acked, sh->cur, VSIZE);
-                memset(sh->dirty, 0, VSIZE / SECTOR + 1);
+                memcpy(sh->acked, sh->cur, geo.vsize);
+                memset(sh->dirty, 0, geo.vsize / SECTOR + 1);
             }
         }
     }
     if (rc == 0) {
         rc = tm_vhdx_close(vd);
         if (rc == 0) {
-            memcpy(sh->acked, sh->cur, VSIZE);
-            memset(sh->dirty, 0, VSIZE / SECTOR + 1);
+            memcpy(sh->acked, sh->cur, geo.vsize);
+            memset(sh->dirty, 0, geo.vsize / SECTOR + 1);
         }
     } else {
         tm_vhdx_close(vd);
@@ -187,11 +195,11 @@ static void
 compare(struct tm_vhdx *vd, const struct shadow *sh, unsigned point,
         const char *how)
 {
-    uint8_t *got = malloc(VSIZE);
+    uint8_t *got = malloc(geo.vsize);
 
     assert_non_null(got);
-    assert_int_equal(tm_vhdx_read(vd, got, VSIZE, 0), 0);
-    for (uint64_t sec = 0; sec < VSIZE / SECTOR; sec++) {
+    assert_int_equal(tm_vhdx_read(vd, got, geo.vsize, 0), 0);
+    for (uint64_t sec = 0; sec < geo.vsize / SECTOR; sec++) {
         uint64_t o = sec * SECTOR;
 
         if (sh->dirty[sec])
@@ -272,7 +280,7 @@ verify(struct tm_io *disk, const struct shadow *sh, unsigned point)
     rc = tm_vhdx_check(vd, report_problem, &point);
     assert_int_equal(rc, 0);
     memset(pat, 0x5a, sizeof(pat));
-    assert_int_equal(tm_vhdx_write(vd, pat, sizeof(pat), VSIZE - 4096), 0);
+    assert_int_equal(tm_vhdx_write(vd, pat, sizeof(pat), geo.vsize - 4096), 0);
     assert_int_equal(tm_vhdx_close(vd), 0);
 
     vd = tm_vhdx_new();
@@ -281,7 +289,7 @@ verify(struct tm_io *disk, const struct shadow *sh, unsigned point)
     {
         uint8_t got[4096];
 
-        assert_int_equal(tm_vhdx_read(vd, got, sizeof(got), VSIZE - 4096), 0);
+        assert_int_equal(tm_vhdx_read(vd, got, sizeof(got), geo.vsize - 4096), 0);
         assert_memory_equal(got, pat, sizeof(pat));
     }
     assert_int_equal(tm_vhdx_check(vd, report_problem, &point), 0);
@@ -294,7 +302,7 @@ stride(void)
     const char *s = getenv("TM_CRASH_STRIDE");
     unsigned long v = s != NULL ? strtoul(s, NULL, 10) : 1;
 
-    return v > 0 ? (unsigned)v : 1;
+    return (v > 0 ? (unsigned)v : 1) * geo.stride;
 }
 
 /* Counts up: a fault at point 1, 2, 3 ... until the workload runs to
@@ -394,6 +402,45 @@ enospc_at_every_point(void **state)
     assert_true(n * stride() > 100);
 }
 
+/* The same power cuts on a fixed disk (no allocation: discards write
+ * zeros in place) and on a dynamic disk of 4096-byte sectors and 2 MiB
+ * blocks, at every third point to keep the suite short. */
+static void
+power_cut_fixed_disk(void **state)
+{
+    unsigned n;
+
+    geo.fixed = true;
+    geo.stride = 3;
+    n = sweep(&(struct tm_fault){
+        .ops = TM_IO_WRITE | TM_IO_FLUSH | TM_IO_TRUNCATE | TM_IO_PUNCH,
+        .action = TM_FAULT_POWER_CUT, .seed = 5 }, 0xf1f1ull, 30);
+    geo.fixed = false;
+    geo.stride = 1;
+    print_message("power cut, fixed disk: %u points\n", n);
+    assert_true(n > 30);
+}
+
+static void
+power_cut_4k_sectors(void **state)
+{
+    unsigned n;
+
+    geo.vsize = (8u << 20) + 3 * 4096;
+    geo.block = 2u << 20;
+    geo.logical_sector = 4096;
+    geo.stride = 3;
+    n = sweep(&(struct tm_fault){
+        .ops = TM_IO_WRITE | TM_IO_FLUSH | TM_IO_TRUNCATE | TM_IO_PUNCH,
+        .action = TM_FAULT_POWER_CUT }, 0x4444ull, 0);
+    geo.vsize = (8u << 20) + 3 * SECTOR;
+    geo.block = 1u << 20;
+    geo.logical_sector = 512;
+    geo.stride = 1;
+    print_message("power cut, 4096-byte sectors: %u points\n", n);
+    assert_true(n > 30);
+}
+
 int
 main(void)
 {
@@ -403,6 +450,8 @@ main(void)
         cmocka_unit_test(torn_write_at_every_point),
         cmocka_unit_test(io_error_at_every_point),
         cmocka_unit_test(enospc_at_every_point),
+        cmocka_unit_test(power_cut_fixed_disk),
+        cmocka_unit_test(power_cut_4k_sectors),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
