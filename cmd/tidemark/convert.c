@@ -76,10 +76,10 @@ struct dst {
     const struct cli_cmd *cmd;
     const char *path;
     struct tm_vhdx *vd;             /* a VHDX destination, or NULL */
-    struct tm_io *io;               /* a raw destination, or NULL */
+    struct tm_io *io;               /* the file; vd borrows it */
     bool created;                   /* opened, truncated: ours to remove */
     size_t granule;
-    int wb_fd;                      /* read-only fd for writeback hints */
+    bool no_writeback;              /* the file refused the hint */
     uint64_t unflushed;             /* bytes written since the last hint */
     int write_rc;                   /* the failed write's code */
     char err[640];                  /* the writer's failure, unreported */
@@ -299,13 +299,11 @@ src_close(struct src *s)
 static void
 start_writeback(struct dst *d)
 {
-    if (d->wb_fd < 0 || d->unflushed < WRITEBACK_BYTES)
+    if (d->no_writeback || d->unflushed < WRITEBACK_BYTES)
         return;
     d->unflushed = 0;
-    if (sync_file_range(d->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0) {
-        close(d->wb_fd);            /* unsupported here: stop asking */
-        d->wb_fd = -1;
-    }
+    if (tm_io_start_writeback(d->io) < 0)
+        d->no_writeback = true;     /* unsupported here: stop asking */
 }
 
 /* An existing destination may be replaced only if it is a regular file
@@ -344,7 +342,6 @@ dst_create(const struct cli_cmd *cmd, const char *path, struct src *s,
     memset(d, 0, sizeof(*d));
     d->cmd = cmd;
     d->path = path;
-    d->wb_fd = -1;
     status = check_dst(cmd, path, s);
     if (status != CLI_EXIT_OK)
         return status;
@@ -355,7 +352,6 @@ dst_create(const struct cli_cmd *cmd, const char *path, struct src *s,
             return cli_fail(cmd, "cannot create '%s': %s", path,
                             tm_strerror(rc));
         d->created = true;
-        d->wb_fd = open(path, O_RDONLY | O_CLOEXEC);
         rc = tm_io_truncate(d->io, s->size);
         if (rc < 0)
             return cli_fail(cmd, "cannot size '%s': %s", path,
@@ -387,14 +383,15 @@ dst_create(const struct cli_cmd *cmd, const char *path, struct src *s,
                         "more than a VHDX holds (64 TiB)", s->path,
                         p.virtual_size);
 
-    rc = tm_io_posix_open(path, TM_IO_CREATE | TM_IO_TRUNC, &io);
+    rc = tm_io_posix_open(path, TM_IO_CREATE | TM_IO_TRUNC, &d->io);
     if (rc < 0)
         return cli_fail(cmd, "cannot create '%s': %s", path,
                         tm_strerror(rc));
     d->created = true;
-    d->wb_fd = open(path, O_RDONLY | O_CLOEXEC);
     d->vd = tm_vhdx_new();
-    if (d->vd == NULL) {
+    /* The handle borrows the file, so the write-back hints can reach it. */
+    io = tm_io_borrow_new(d->io);
+    if (d->vd == NULL || io == NULL) {
         tm_io_close(io);
         return cli_fail(cmd, "cannot create '%s': %s", path,
                         tm_strerror(-ENOMEM));
@@ -422,6 +419,8 @@ dst_finish(struct dst *d)
         if (rc < 0)
             return cli_fail(d->cmd, "cannot close '%s': %s", d->path,
                             tm_strerror(rc));
+        tm_io_close(d->io);
+        d->io = NULL;
         return CLI_EXIT_OK;
     }
     rc = tm_io_flush(d->io);
@@ -436,13 +435,10 @@ dst_finish(struct dst *d)
 static void
 dst_close(struct dst *d)
 {
-    tm_vhdx_close(d->vd);
+    tm_vhdx_close(d->vd);           /* first: it borrows d->io */
     tm_io_close(d->io);
-    if (d->wb_fd >= 0)
-        close(d->wb_fd);
     d->vd = NULL;
     d->io = NULL;
-    d->wb_fd = -1;
 }
 
 /* ---- the copy ----------------------------------------------------------- */

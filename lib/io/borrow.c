@@ -65,6 +65,12 @@ borrow_size(struct tm_io *io, uint64_t *size)
     return tm_io_size(inner_of(io), size);
 }
 
+static int
+borrow_start_writeback(struct tm_io *io)
+{
+    return tm_io_start_writeback(inner_of(io));
+}
+
 static void
 borrow_close(struct tm_io *io)
 {
@@ -82,6 +88,7 @@ static const struct tm_io_ops borrow_ops = {
     .punch = borrow_punch,
     .size = borrow_size,
     .close = borrow_close,
+    .start_writeback = borrow_start_writeback,
 };
 
 struct tm_io *

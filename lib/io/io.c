@@ -97,6 +97,14 @@ tm_io_close(struct tm_io *io)
 }
 
 int
+tm_io_start_writeback(struct tm_io *io)
+{
+    if (ops_of(io)->start_writeback == NULL)
+        return 0;
+    return ops_of(io)->start_writeback(io);
+}
+
+int
 io_read_or_zero(struct tm_io *io, void *buf, size_t len, uint64_t off)
 {
     uint8_t *p = buf;

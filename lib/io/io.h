@@ -74,6 +74,10 @@ struct tm_io_ops {
     int (*punch)(struct tm_io *io, uint64_t off, uint64_t len);
     int (*size)(struct tm_io *io, uint64_t *size);
     void (*close)(struct tm_io *io);
+    /* Optional (NULL = nothing to do): start writing dirty data back to
+     * stable storage without waiting, so a later flush has less to do.
+     * A hint only: it makes nothing durable. */
+    int (*start_writeback)(struct tm_io *io);
 };
 #define TM_IO_OPS_VERSION 1
 
@@ -95,6 +99,8 @@ int tm_io_allocate(struct tm_io *io, uint64_t off, uint64_t len);
 int tm_io_punch(struct tm_io *io, uint64_t off, uint64_t len);
 int tm_io_size(struct tm_io *io, uint64_t *size);
 void tm_io_close(struct tm_io *io);     /* accepts NULL */
+/* The start_writeback hint; 0 when the backend has none. */
+int tm_io_start_writeback(struct tm_io *io);
 
 /* ---- backends ---------------------------------------------------------- */
 
