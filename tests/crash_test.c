@@ -289,7 +289,8 @@ verify(struct tm_io *disk, const struct shadow *sh, unsigned point)
     {
         uint8_t got[4096];
 
-        assert_int_equal(tm_vhdx_read(vd, got, sizeof(got), geo.vsize - 4096), 0);
+        assert_int_equal(tm_vhdx_read(vd, got, sizeof(got),
+                                      geo.vsize - 4096), 0);
         assert_memory_equal(got, pat, sizeof(pat));
     }
     assert_int_equal(tm_vhdx_check(vd, report_problem, &point), 0);

@@ -347,7 +347,8 @@ dst_create(const struct cli_cmd *cmd, const char *path, struct src *s,
         return status;
     if (!cli_is_vhdx_path(path)) {
         d->granule = RAW_GRANULE;
-        rc = tm_io_posix_open(path, TM_IO_CREATE | TM_IO_TRUNC, &d->io);
+        rc = tm_io_posix_open(path, TM_IO_CREATE | TM_IO_TRUNC | TM_IO_LOCK,
+                              &d->io);
         if (rc < 0)
             return cli_fail(cmd, "cannot create '%s': %s", path,
                             tm_strerror(rc));
@@ -383,7 +384,8 @@ dst_create(const struct cli_cmd *cmd, const char *path, struct src *s,
                         "more than a VHDX holds (64 TiB)", s->path,
                         p.virtual_size);
 
-    rc = tm_io_posix_open(path, TM_IO_CREATE | TM_IO_TRUNC, &d->io);
+    rc = tm_io_posix_open(path, TM_IO_CREATE | TM_IO_TRUNC | TM_IO_LOCK,
+                              &d->io);
     if (rc < 0)
         return cli_fail(cmd, "cannot create '%s': %s", path,
                         tm_strerror(rc));

@@ -44,7 +44,9 @@ vhd_open(const struct cli_cmd *cmd, const char *path, bool rw,
     int status;
 
     *out = NULL;
-    rc = tm_io_posix_open(path, rw ? 0 : TM_IO_RDONLY, &io);
+    /* Writers lock the file, so a disk a VM (QEMU) has open is refused;
+     * readers do not, so a disk in use can still be inspected. */
+    rc = tm_io_posix_open(path, rw ? TM_IO_LOCK : TM_IO_RDONLY, &io);
     if (rc < 0)
         return cli_fail(cmd, "cannot open '%s': %s", path, tm_strerror(rc));
     vd = tm_vhdx_new();
@@ -243,7 +245,7 @@ vhd_new(const struct cli_cmd *cmd, int argc, char **argv)
                          p.logical_sector);
 
     /* EXCL: never overwrite an existing file, as New-VHD refuses to. */
-    rc = tm_io_posix_open(path, TM_IO_CREATE | TM_IO_EXCL, &io);
+    rc = tm_io_posix_open(path, TM_IO_CREATE | TM_IO_EXCL | TM_IO_LOCK, &io);
     if (rc < 0)
         return cli_fail(cmd, "cannot create '%s': %s", path,
                         tm_strerror(rc));

@@ -21,6 +21,7 @@ enum tm_err_code {
     TM_E_RANGE = -4103,         /* offset or length outside the object */
     TM_E_INVALID = -4104,       /* a caller's argument is not acceptable */
     TM_E_FAULT_INJECTED = -4105, /* reserved for test backends */
+    TM_E_LOCKED = -4106,        /* another program has the file open */
 };
 
 /* A static string naming 'code' (a tm_err_code or -errno); never NULL. */

@@ -109,6 +109,11 @@ enum {
     TM_IO_CREATE = 1u << 1,     /* create if missing */
     TM_IO_EXCL = 1u << 2,       /* with CREATE: fail if it exists */
     TM_IO_TRUNC = 1u << 3,
+    /* Take an open-file-description lock on the whole file before
+     * anything else touches it (before TRUNC too): exclusive, or shared
+     * with RDONLY.  QEMU takes such locks on the images it has open, so a
+     * file a running VM uses gives TM_E_LOCKED instead of two writers. */
+    TM_IO_LOCK = 1u << 4,
 };
 
 /* Opens 'path' with the TM_IO_* flags.  On success *out owns the fd. */

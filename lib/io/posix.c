@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -228,11 +229,31 @@ static const struct tm_io_ops posix_ops = {
     .start_writeback = posix_start_writeback,
 };
 
+/* An OFD lock (F_OFD_SETLK) belongs to this open file description, not
+ * to the process, so two opens in one program conflict as two programs
+ * do, and closing another descriptor of the file does not drop it. */
+static int
+lock_whole(int fd, bool shared)
+{
+    struct flock fl;
+
+    memset(&fl, 0, sizeof(fl));
+    fl.l_type = shared ? F_RDLCK : F_WRLCK;
+    fl.l_whence = SEEK_SET;
+    fl.l_start = 0;
+    fl.l_len = 0;                       /* to the end, however it grows */
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EACCES)
+        return TM_E_LOCKED;
+    return -errno;
+}
+
 int
 tm_io_posix_open(const char *path, unsigned flags, struct tm_io **out)
 {
     const unsigned known = TM_IO_RDONLY | TM_IO_CREATE | TM_IO_EXCL |
-                           TM_IO_TRUNC;
+                           TM_IO_TRUNC | TM_IO_LOCK;
     struct posix_io *p;
     int oflags = O_CLOEXEC;
     int fd;
@@ -251,7 +272,8 @@ tm_io_posix_open(const char *path, unsigned flags, struct tm_io **out)
         oflags |= O_CREAT;
     if (flags & TM_IO_EXCL)
         oflags |= O_EXCL;
-    if (flags & TM_IO_TRUNC)
+    /* With a lock, truncation waits until the lock is ours. */
+    if ((flags & TM_IO_TRUNC) && !(flags & TM_IO_LOCK))
         oflags |= O_TRUNC;
 
     p = calloc(1, sizeof(*p));
@@ -265,6 +287,17 @@ tm_io_posix_open(const char *path, unsigned flags, struct tm_io **out)
 
         free(p);
         return err;
+    }
+    if (flags & TM_IO_LOCK) {
+        int rc = lock_whole(fd, (flags & TM_IO_RDONLY) != 0);
+
+        if (rc == 0 && (flags & TM_IO_TRUNC) && ftruncate(fd, 0) != 0)
+            rc = -errno;
+        if (rc < 0) {
+            close(fd);
+            free(p);
+            return rc;
+        }
     }
     p->io.ops = &posix_ops;
     p->fd = fd;

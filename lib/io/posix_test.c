@@ -159,6 +159,39 @@ posix_truncate_punch_allocate(void **state)
     free(buf);
 }
 
+/* Two lockers conflict even inside one process (OFD locks); a reader
+ * without the flag is never refused; TRUNC waits for the lock. */
+static void
+posix_lock_refuses_second_writer(void **state)
+{
+    struct fixture *fx = *state;
+    struct tm_io *a = NULL, *b = NULL, *r = NULL;
+    uint8_t byte = 0x42;
+
+    assert_int_equal(tm_io_posix_open(fx->path, TM_IO_CREATE | TM_IO_LOCK,
+                                      &a), 0);
+    assert_int_equal(tm_io_pwrite_all(a, &byte, 1, 0), 0);
+    assert_int_equal(tm_io_posix_open(fx->path, TM_IO_LOCK, &b),
+                     TM_E_LOCKED);
+    assert_null(b);
+    assert_int_equal(tm_io_posix_open(fx->path, TM_IO_LOCK | TM_IO_RDONLY,
+                                      &b), TM_E_LOCKED);
+    /* A locked-out TRUNC must not have truncated. */
+    assert_int_equal(tm_io_posix_open(fx->path, TM_IO_LOCK | TM_IO_TRUNC,
+                                      &b), TM_E_LOCKED);
+    assert_int_equal(size_of(a), 1);
+    assert_int_equal(tm_io_posix_open(fx->path, TM_IO_RDONLY, &r), 0);
+    assert_bytes(r, 0, 1, 0x42);
+    tm_io_close(r);
+    tm_io_close(a);
+    assert_int_equal(tm_io_posix_open(fx->path, TM_IO_LOCK | TM_IO_TRUNC,
+                                      &b), 0);
+    assert_int_equal(size_of(b), 0);
+    tm_io_close(b);
+    assert_string_equal(tm_strerror(TM_E_LOCKED),
+                        "file is in use by another program (locked)");
+}
+
 int
 main(void)
 {
@@ -169,6 +202,8 @@ main(void)
             posix_writes_read_back_and_reads_stop_at_end, setup, teardown),
         cmocka_unit_test_setup_teardown(posix_truncate_punch_allocate, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(posix_lock_refuses_second_writer,
+                                        setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -30,6 +30,8 @@ project_strerror(int code)
         return "invalid argument";
     case TM_E_FAULT_INJECTED:
         return "injected fault";
+    case TM_E_LOCKED:
+        return "file is in use by another program (locked)";
     }
     return "unknown tidemark error";
 }
