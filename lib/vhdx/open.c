@@ -890,6 +890,8 @@ tm_vhdx_close(struct tm_vhdx *vd)
         rc = tm_vhdx_flush(vd);
         if (rc == 0 && vd->log_ready)
             rc = vhdx_header_update(vd, false, &(struct tm_guid){ { 0 } });
+    } else if (vd->is_open && vd->poisoned) {
+        rc = TM_E_POISONED;     /* what was written may not be durable */
     }
     release(vd);
     free(vd);

@@ -79,7 +79,9 @@ int tm_vhdx_create(struct tm_vhdx *vd, struct tm_io *io,
 
 /* Flushes (when open read-write and not poisoned), clears the log GUID,
  * closes the io and frees the handle.  Accepts NULL.  Returns the first
- * error met; the handle is freed whatever happens. */
+ * error met, TM_E_POISONED for a poisoned handle (its last writes may not
+ * be durable; the next open replays the log); the handle is freed
+ * whatever happens. */
 int tm_vhdx_close(struct tm_vhdx *vd);
 
 /* Detail of the last failed call; valid until the next call. */

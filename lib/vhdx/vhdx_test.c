@@ -3,6 +3,7 @@
  * I/O across block boundaries, GUID discipline, read-only log replay,
  * header and region-table fallbacks, discards.  Interop with other
  * readers is tested in tests/ with the real tools. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -451,6 +452,32 @@ repair_mends_header_and_region_table(void **state)
     tm_io_close(mem);
 }
 
+/* LMDB's rule: after a failed flush nothing more is accepted, and close
+ * says the last writes may not be durable; the next open is sound. */
+static void
+failed_flush_poisons_the_handle(void **state)
+{
+    struct tm_io *mem = new_disk(16 * MiB, MiB, 512, false);
+    struct tm_io *f = tm_io_fault_new(mem, &(struct tm_fault){
+        .ops = TM_IO_FLUSH, .after = 1, .action = TM_FAULT_ERROR,
+        .err = EIO });
+    struct tm_vhdx *vd = tm_vhdx_new();
+    uint8_t buf[4096];
+
+    memset(buf, 0x11, sizeof(buf));
+    assert_int_equal(tm_vhdx_open(vd, tm_io_borrow_new(f), 0), 0);
+    assert_int_equal(tm_vhdx_write(vd, buf, sizeof(buf), 0), -EIO);
+    assert_non_null(strstr(tm_vhdx_err(vd)->msg, "poisoned"));
+    assert_int_equal(tm_vhdx_write(vd, buf, sizeof(buf), 0), TM_E_POISONED);
+    assert_int_equal(tm_vhdx_flush(vd), TM_E_POISONED);
+    assert_int_equal(tm_vhdx_close(vd), TM_E_POISONED);
+    tm_io_close(f);
+    vd = open_disk(mem, 0);
+    assert_int_equal(tm_vhdx_check(vd, NULL, NULL), 0);
+    assert_int_equal(tm_vhdx_close(vd), 0);
+    tm_io_close(mem);
+}
+
 static void
 discard_whole_and_partial_blocks(void **state)
 {
@@ -560,6 +587,7 @@ main(void)
         cmocka_unit_test(one_bad_region_table_is_tolerated),
         cmocka_unit_test(unknown_regions_preserved_or_refused),
         cmocka_unit_test(repair_mends_header_and_region_table),
+        cmocka_unit_test(failed_flush_poisons_the_handle),
         cmocka_unit_test(discard_whole_and_partial_blocks),
         cmocka_unit_test(sector_4k_disk),
         cmocka_unit_test(create_refuses_bad_parameters),
