@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include "io.h"
+#include "io_testutil.h"
 
 #define GiB ((uint64_t)1 << 30)
 #define PAGE 65536u
@@ -27,40 +28,6 @@ teardown(void **state)
 {
     tm_io_close(*state);
     return 0;
-}
-
-static void
-assert_bytes(struct tm_io *io, uint64_t off, size_t len, uint8_t want)
-{
-    uint8_t *buf = malloc(len);
-
-    assert_non_null(buf);
-    assert_int_equal(tm_io_pread_all(io, buf, len, off), 0);
-    for (size_t i = 0; i < len; i++)
-        if (buf[i] != want)
-            fail_msg("byte %zu at %#llx is %#x, want %#x", i,
-                     (unsigned long long)off, buf[i], want);
-    free(buf);
-}
-
-static void
-fill(struct tm_io *io, uint64_t off, size_t len, uint8_t v)
-{
-    uint8_t *buf = malloc(len);
-
-    assert_non_null(buf);
-    memset(buf, v, len);
-    assert_int_equal(tm_io_pwrite_all(io, buf, len, off), 0);
-    free(buf);
-}
-
-static uint64_t
-size_of(struct tm_io *io)
-{
-    uint64_t size = 1234;
-
-    assert_int_equal(tm_io_size(io, &size), 0);
-    return size;
 }
 
 static void

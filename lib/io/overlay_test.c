@@ -13,38 +13,7 @@
 #include <cmocka.h>
 
 #include "io.h"
-
-static void
-fill(struct tm_io *io, uint64_t off, size_t len, uint8_t v)
-{
-    uint8_t buf[8192];
-
-    assert_true(len <= sizeof(buf));
-    memset(buf, v, len);
-    assert_int_equal(tm_io_pwrite_all(io, buf, len, off), 0);
-}
-
-static void
-assert_bytes(struct tm_io *io, uint64_t off, size_t len, uint8_t want)
-{
-    uint8_t buf[8192];
-
-    assert_true(len <= sizeof(buf));
-    assert_int_equal(tm_io_pread_all(io, buf, len, off), 0);
-    for (size_t i = 0; i < len; i++)
-        if (buf[i] != want)
-            fail_msg("byte %zu at %llu is %#x, want %#x", i,
-                     (unsigned long long)off, buf[i], want);
-}
-
-static uint64_t
-size_of(struct tm_io *io)
-{
-    uint64_t size = 1234;
-
-    assert_int_equal(tm_io_size(io, &size), 0);
-    return size;
-}
+#include "io_testutil.h"
 
 static void
 overlay_reads_merge_and_inner_stays(void **state)

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "io.h"
+#include "io_testutil.h"
 
 struct fixture {
     char dir[64];
@@ -46,28 +47,6 @@ teardown(void **state)
     rmdir(fx->dir);
     free(fx);
     return 0;
-}
-
-static uint64_t
-size_of(struct tm_io *io)
-{
-    uint64_t size = 1234;
-
-    assert_int_equal(tm_io_size(io, &size), 0);
-    return size;
-}
-
-static void
-assert_bytes(struct tm_io *io, uint64_t off, size_t len, uint8_t want)
-{
-    uint8_t buf[65536];
-
-    assert_true(len <= sizeof(buf));
-    assert_int_equal(tm_io_pread_all(io, buf, len, off), 0);
-    for (size_t i = 0; i < len; i++)
-        if (buf[i] != want)
-            fail_msg("byte %zu at %llu is %#x, want %#x", i,
-                     (unsigned long long)off, buf[i], want);
 }
 
 static void
