@@ -316,25 +316,7 @@ out:
 
 /* ---- dump -------------------------------------------------------------- */
 
-struct printer {
-    tm_vhdx_line_fn fn;
-    void *user;
-};
-
-static void line(struct printer *p, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-line(struct printer *p, const char *fmt, ...)
-{
-    char msg[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    p->fn(p->user, msg);
-}
+/* Lines go out through the same reporter as check's problems. */
 
 static const char *
 region_name(const struct tm_guid *g)
@@ -370,21 +352,21 @@ item_name(const struct tm_guid *g)
 static void
 dump_log_entry(void *user, const struct vhdx_log_entry_info *e)
 {
-    struct printer *p = user;
+    struct reporter *p = user;
     char g[TM_GUID_STR_LEN + 1];
 
     tm_guid_format(&e->log_guid, g);
-    line(p, "  entry at +%" PRIu64 ": seq %" PRIu64 ", %" PRIu32
-         " bytes, tail +%" PRIu32 ", %" PRIu32 " descriptors, guid %s, "
-         "flushed %" PRIu64 ", last %" PRIu64, e->log_off, e->seq,
-         e->entry_length, e->tail, e->descriptor_count, g,
-         e->flushed_file_off, e->last_file_off);
+    report(p, "  entry at +%" PRIu64 ": seq %" PRIu64 ", %" PRIu32
+           " bytes, tail +%" PRIu32 ", %" PRIu32 " descriptors, guid %s, "
+           "flushed %" PRIu64 ", last %" PRIu64, e->log_off, e->seq,
+           e->entry_length, e->tail, e->descriptor_count, g,
+           e->flushed_file_off, e->last_file_off);
 }
 
 int
 tm_vhdx_dump(struct tm_vhdx *vd, tm_vhdx_line_fn fn, void *user)
 {
-    struct printer p = { fn, user };
+    struct reporter p = { fn, user, 0 };
     const struct vhdx_geometry *g = &vd->g;
     char a[TM_GUID_STR_LEN + 1], b[TM_GUID_STR_LEN + 1],
          c[TM_GUID_STR_LEN + 1];
@@ -396,7 +378,7 @@ tm_vhdx_dump(struct tm_vhdx *vd, tm_vhdx_line_fn fn, void *user)
     tm_err_clear(&vd->err);
     if (!vd->is_open)
         return tm_err_set(&vd->err, TM_E_INVALID, "the handle is not open");
-    line(&p, "file type identifier: creator \"%s\"", vd->creator);
+    report(&p, "file type identifier: creator \"%s\"", vd->creator);
     for (unsigned s = 0; s < 2; s++) {
         struct vhdx_header h;
         struct tm_err e;
@@ -407,48 +389,48 @@ tm_vhdx_dump(struct tm_vhdx *vd, tm_vhdx_line_fn fn, void *user)
         if (rc < 0)
             return rc;
         if (vhdx_header_decode(hb, sizeof(hb), &h, &e) < 0) {
-            line(&p, "header %u: invalid: %s", s + 1, e.msg);
+            report(&p, "header %u: invalid: %s", s + 1, e.msg);
             continue;
         }
         tm_guid_format(&h.file_write_guid, a);
         tm_guid_format(&h.data_write_guid, b);
         tm_guid_format(&h.log_guid, c);
-        line(&p, "header %u%s: seq %" PRIu64 ", version %u, log version %u, "
-             "log %" PRIu32 " bytes at %" PRIu64, s + 1,
-             s == vd->hdr_slot ? " (current)" : "", h.seq, h.version,
-             h.log_version, h.log_length, h.log_offset);
-        line(&p, "  file write guid %s", a);
-        line(&p, "  data write guid %s", b);
-        line(&p, "  log guid        %s", c);
+        report(&p, "header %u%s: seq %" PRIu64 ", version %u, log version %u, "
+               "log %" PRIu32 " bytes at %" PRIu64, s + 1,
+               s == vd->hdr_slot ? " (current)" : "", h.seq, h.version,
+               h.log_version, h.log_length, h.log_offset);
+        report(&p, "  file write guid %s", a);
+        report(&p, "  data write guid %s", b);
+        report(&p, "  log guid        %s", c);
     }
-    line(&p, "region table (%" PRIu32 " entries):", vd->rt->count);
+    report(&p, "region table (%" PRIu32 " entries):", vd->rt->count);
     for (uint32_t i = 0; i < vd->rt->count; i++) {
         const struct vhdx_region *r = &vd->rt->e[i];
 
         tm_guid_format(&r->guid, a);
-        line(&p, "  %s %s: offset %" PRIu64 ", %" PRIu32 " bytes%s", a,
-             region_name(&r->guid), r->file_off, r->len,
-             r->required ? ", required" : "");
+        report(&p, "  %s %s: offset %" PRIu64 ", %" PRIu32 " bytes%s", a,
+               region_name(&r->guid), r->file_off, r->len,
+               r->required ? ", required" : "");
     }
-    line(&p, "metadata table (%u entries) at %" PRIu64 ":",
-         (unsigned)vd->mt->count, vd->meta_off);
+    report(&p, "metadata table (%u entries) at %" PRIu64 ":",
+           (unsigned)vd->mt->count, vd->meta_off);
     for (unsigned i = 0; i < vd->mt->count; i++) {
         const struct vhdx_meta_entry *e = &vd->mt->e[i];
 
         tm_guid_format(&e->id, a);
-        line(&p, "  %s %s: offset %" PRIu32 ", %" PRIu32 " bytes, flags%s%s%s",
-             a, item_name(&e->id), e->off, e->len,
-             e->is_user ? " user" : "", e->is_virtual_disk ? " vdisk" : "",
-             e->is_required ? " required" : "");
+        report(&p, "  %s %s: offset %" PRIu32 ", %" PRIu32
+               " bytes, flags%s%s%s", a, item_name(&e->id), e->off, e->len,
+               e->is_user ? " user" : "", e->is_virtual_disk ? " vdisk" : "",
+               e->is_required ? " required" : "");
     }
     tm_guid_format(&vd->p.virtual_disk_id, a);
-    line(&p, "parameters: block size %" PRIu32 ", virtual size %" PRIu64
-         ", logical sector %" PRIu32 ", physical sector %" PRIu32
-         ", leave blocks allocated %s, has parent %s", vd->p.block_size,
-         vd->p.virtual_size, vd->p.logical_sector, vd->p.physical_sector,
-         vd->p.leave_block_allocated ? "yes" : "no",
-         vd->p.has_parent ? "yes" : "no");
-    line(&p, "virtual disk id: %s", a);
+    report(&p, "parameters: block size %" PRIu32 ", virtual size %" PRIu64
+           ", logical sector %" PRIu32 ", physical sector %" PRIu32
+           ", leave blocks allocated %s, has parent %s", vd->p.block_size,
+           vd->p.virtual_size, vd->p.logical_sector, vd->p.physical_sector,
+           vd->p.leave_block_allocated ? "yes" : "no",
+           vd->p.has_parent ? "yes" : "no");
+    report(&p, "virtual disk id: %s", a);
     for (uint64_t i = 0; i < vd->bat_count; i++) {
         if ((i + 1) % (g->chunk_ratio + 1) == 0) {
             if (VHDX_BAT_STATE(vd->bat[i]) == VHDX_SB_PRESENT)
@@ -458,17 +440,17 @@ tm_vhdx_dump(struct tm_vhdx *vd, tm_vhdx_line_fn fn, void *user)
         if (i - i / (g->chunk_ratio + 1) < g->payload_blocks)
             census[VHDX_BAT_STATE(vd->bat[i])]++;
     }
-    line(&p, "BAT: %" PRIu64 " entries at %" PRIu64 " (chunk ratio %" PRIu64
-         ", %" PRIu64 " payload blocks, %" PRIu64 " sector bitmap slots)",
-         vd->bat_count, vd->bat_off, g->chunk_ratio, g->payload_blocks,
-         g->bitmap_blocks);
-    line(&p, "  not present %" PRIu64 ", undefined %" PRIu64 ", zero %" PRIu64
-         ", unmapped %" PRIu64 ", fully present %" PRIu64
-         ", partially present %" PRIu64 ", sector bitmaps present %" PRIu64,
-         census[0], census[1], census[2], census[3] + census[5], census[6],
-         census[7], sb_present);
-    line(&p, "log: %" PRIu32 " bytes at %" PRIu64 "%s", vd->hdr.log_length,
-         vd->hdr.log_offset, vd->log_replayed ? " (replayed at open)" : "");
+    report(&p, "BAT: %" PRIu64 " entries at %" PRIu64 " (chunk ratio %" PRIu64
+           ", %" PRIu64 " payload blocks, %" PRIu64 " sector bitmap slots)",
+           vd->bat_count, vd->bat_off, g->chunk_ratio, g->payload_blocks,
+           g->bitmap_blocks);
+    report(&p, "  not present %" PRIu64 ", undefined %" PRIu64 ", zero %" PRIu64
+           ", unmapped %" PRIu64 ", fully present %" PRIu64
+           ", partially present %" PRIu64 ", sector bitmaps present %" PRIu64,
+           census[0], census[1], census[2], census[3] + census[5], census[6],
+           census[7], sb_present);
+    report(&p, "log: %" PRIu32 " bytes at %" PRIu64 "%s", vd->hdr.log_length,
+           vd->hdr.log_offset, vd->log_replayed ? " (replayed at open)" : "");
     if (vd->hdr.log_length > 0) {
         struct tm_err e;
 
@@ -476,7 +458,7 @@ tm_vhdx_dump(struct tm_vhdx *vd, tm_vhdx_line_fn fn, void *user)
         rc = vhdx_log_scan(vd->io, vd->hdr.log_offset, vd->hdr.log_length,
                            dump_log_entry, &p, &e);
         if (rc < 0)
-            line(&p, "  cannot scan the log: %s", e.msg);
+            report(&p, "  cannot scan the log: %s", e.msg);
     }
     return 0;
 }
