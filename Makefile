@@ -10,7 +10,7 @@ FUZZ_SECONDS ?= 60
 CTEST_ARGS ?=
 
 # Debian packages: to build, and the independent tools the tests use.
-BUILD_PKGS = cmake gcc make libcmocka-dev pkg-config
+BUILD_PKGS = cmake gcc libc6-dev make libcmocka-dev
 TEST_PKGS = qemu-utils 7zip libvhdi-utils python3-libvhdi python3 perl
 FUZZ_PKGS = clang libclang-rt-14-dev
 BENCH_PKGS = qemu-utils bc
