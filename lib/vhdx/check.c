@@ -106,6 +106,61 @@ cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Both stored copies of the header and of the region table, as check and
+ * repair see them: whether each decodes (and why not), and the region
+ * tables' bytes.  Headers are read from the file itself; region tables
+ * through vd->rd, so a read-only open sees the log's updates. */
+struct copies {
+    struct tm_err hdr_err[2];       /* code 0: that header is valid */
+    struct tm_err rt_err[2];        /* code 0: that region table is valid */
+    uint8_t *rt_raw[2];             /* VHDX_RT_BYTES each */
+};
+
+static void
+free_copies(struct copies *c)
+{
+    free(c->rt_raw[0]);
+    free(c->rt_raw[1]);
+}
+
+static int
+read_copies(struct tm_vhdx *vd, struct copies *c)
+{
+    static const uint32_t hdr_off[2] = { VHDX_HEADER1_OFF, VHDX_HEADER2_OFF };
+    static const uint32_t rt_off[2] = { VHDX_RT1_OFF, VHDX_RT2_OFF };
+    struct vhdx_region_table *rt = malloc(sizeof(*rt));
+    int rc = 0;
+
+    memset(c, 0, sizeof(*c));
+    c->rt_raw[0] = malloc(VHDX_RT_BYTES);
+    c->rt_raw[1] = malloc(VHDX_RT_BYTES);
+    if (rt == NULL || c->rt_raw[0] == NULL || c->rt_raw[1] == NULL) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (unsigned s = 0; s < 2 && rc == 0; s++) {
+        uint8_t hb[VHDX_HEADER_BYTES];
+        struct vhdx_header h;
+
+        tm_err_clear(&c->hdr_err[s]);
+        tm_err_clear(&c->rt_err[s]);
+        rc = tm_io_pread_all(vd->io, hb, sizeof(hb), hdr_off[s]);
+        if (rc == 0)
+            (void)vhdx_header_decode(hb, sizeof(hb), &h, &c->hdr_err[s]);
+        if (rc == 0)
+            rc = tm_io_pread_all(vd->rd, c->rt_raw[s], VHDX_RT_BYTES,
+                                 rt_off[s]);
+        if (rc == 0)
+            (void)vhdx_region_table_decode(c->rt_raw[s], VHDX_RT_BYTES, rt,
+                                           &c->rt_err[s]);
+    }
+out:
+    free(rt);
+    if (rc < 0)
+        free_copies(c);
+    return rc;
+}
+
 /* Open has already refused what makes the file unusable; this looks for
  * what it tolerates: one damaged header or region table, copies that
  * differ, a pending log, reserved bits, blocks running past the end. */
@@ -114,8 +169,7 @@ tm_vhdx_check(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
 {
     struct reporter r = { fn, user, 0 };
     const struct vhdx_geometry *g = &vd->g;
-    uint8_t *buf[2] = { NULL, NULL };
-    struct vhdx_region_table *rt = NULL;
+    struct copies c;
     uint64_t size;
     int rc;
 
@@ -125,44 +179,21 @@ tm_vhdx_check(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
     rc = tm_io_size(vd->rd, &size);
     if (rc < 0)
         return rc;
-    buf[0] = malloc(VHDX_RT_BYTES);
-    buf[1] = malloc(VHDX_RT_BYTES);
-    rt = malloc(sizeof(*rt));
-    if (buf[0] == NULL || buf[1] == NULL || rt == NULL) {
-        rc = -ENOMEM;
-        goto out;
-    }
-
-    for (unsigned s = 0; s < 2; s++) {
-        struct vhdx_header h;
-        struct tm_err e;
-
-        tm_err_clear(&e);
-        rc = tm_io_pread_all(vd->io, buf[s], VHDX_HEADER_BYTES,
-                             s == 0 ? VHDX_HEADER1_OFF : VHDX_HEADER2_OFF);
-        if (rc < 0)
-            goto out;
-        if (vhdx_header_decode(buf[s], VHDX_HEADER_BYTES, &h, &e) < 0)
-            report(&r, "header %u is not valid: %s", s + 1, e.msg);
-    }
-    if (!tm_guid_is_zero(&vd->hdr.log_guid)) {
-        if (vd->rdonly)
-            report(&r, "the log holds updates not yet applied to the file "
-                   "(replayed in memory; 'check --repair' applies them)");
-    }
-
-    for (unsigned s = 0; s < 2; s++) {
-        struct tm_err e;
-
-        tm_err_clear(&e);
-        rc = tm_io_pread_all(vd->rd, buf[s], VHDX_RT_BYTES,
-                             s == 0 ? VHDX_RT1_OFF : VHDX_RT2_OFF);
-        if (rc < 0)
-            goto out;
-        if (vhdx_region_table_decode(buf[s], VHDX_RT_BYTES, rt, &e) < 0)
-            report(&r, "region table %u is not valid: %s", s + 1, e.msg);
-    }
-    if (memcmp(buf[0], buf[1], VHDX_RT_BYTES) != 0)
+    rc = read_copies(vd, &c);
+    if (rc < 0)
+        return rc;
+    for (unsigned s = 0; s < 2; s++)
+        if (c.hdr_err[s].code != 0)
+            report(&r, "header %u is not valid: %s", s + 1,
+                   c.hdr_err[s].msg);
+    if (!tm_guid_is_zero(&vd->hdr.log_guid) && vd->rdonly)
+        report(&r, "the log holds updates not yet applied to the file "
+               "(replayed in memory; 'check --repair' applies them)");
+    for (unsigned s = 0; s < 2; s++)
+        if (c.rt_err[s].code != 0)
+            report(&r, "region table %u is not valid: %s", s + 1,
+                   c.rt_err[s].msg);
+    if (memcmp(c.rt_raw[0], c.rt_raw[1], VHDX_RT_BYTES) != 0)
         report(&r, "the two region tables differ");
     /* COMPAT: QEMU writes Required = 0 on the BAT and metadata regions;
      * readers accept it, and so does the check. */
@@ -213,9 +244,7 @@ tm_vhdx_check(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
     }
     rc = r.problems;
 out:
-    free(rt);
-    free(buf[0]);
-    free(buf[1]);
+    free_copies(&c);
     return rc;
 }
 
@@ -226,11 +255,10 @@ tm_vhdx_repair(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
 {
     static const uint32_t rt_off[2] = { VHDX_RT1_OFF, VHDX_RT2_OFF };
     struct reporter r = { fn, user, 0 };
-    struct vhdx_region_table *rt = NULL;
-    uint8_t *buf[2] = { NULL, NULL };
+    struct copies c;
     bool rt_ok[2];
     bool rt_bad;
-    bool hdr_bad = false;
+    bool hdr_bad;
     bool was_modified;
     int rc;
 
@@ -239,35 +267,14 @@ tm_vhdx_repair(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
         return tm_err_set(&vd->err, TM_E_INVALID, "the handle is not open");
     if (vd->rdonly)
         return tm_err_set(&vd->err, TM_E_READONLY, "opened read-only");
-    buf[0] = malloc(VHDX_RT_BYTES);
-    buf[1] = malloc(VHDX_RT_BYTES);
-    rt = malloc(sizeof(*rt));
-    if (buf[0] == NULL || buf[1] == NULL || rt == NULL) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    for (unsigned s = 0; s < 2; s++) {
-        struct vhdx_header h;
-        struct tm_err e;
-
-        rc = tm_io_pread_all(vd->io, buf[s], VHDX_HEADER_BYTES,
-                             s == 0 ? VHDX_HEADER1_OFF : VHDX_HEADER2_OFF);
-        if (rc < 0)
-            goto out;
-        if (vhdx_header_decode(buf[s], VHDX_HEADER_BYTES, &h, &e) < 0)
-            hdr_bad = true;
-    }
-    for (unsigned s = 0; s < 2; s++) {
-        struct tm_err e;
-
-        rc = tm_io_pread_all(vd->io, buf[s], VHDX_RT_BYTES, rt_off[s]);
-        if (rc < 0)
-            goto out;
-        rt_ok[s] = vhdx_region_table_decode(buf[s], VHDX_RT_BYTES, rt,
-                                            &e) == 0;
-    }
+    rc = read_copies(vd, &c);
+    if (rc < 0)
+        return rc;
+    hdr_bad = c.hdr_err[0].code != 0 || c.hdr_err[1].code != 0;
+    rt_ok[0] = c.rt_err[0].code == 0;
+    rt_ok[1] = c.rt_err[1].code == 0;
     rt_bad = rt_ok[0] != rt_ok[1] ||
-             (rt_ok[0] && memcmp(buf[0], buf[1], VHDX_RT_BYTES) != 0);
+             (rt_ok[0] && memcmp(c.rt_raw[0], c.rt_raw[1], VHDX_RT_BYTES) != 0);
     if (!rt_bad && !hdr_bad) {
         rc = 0;                         /* a sound file is not touched */
         goto out;
@@ -285,7 +292,7 @@ tm_vhdx_repair(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
         for (unsigned k = 0; k < VHDX_RT_BYTES / VHDX_LOG_SECTOR; k++) {
             u[k].file_off = rt_off[good ^ 1] + k * VHDX_LOG_SECTOR;
             u[k].len = VHDX_LOG_SECTOR;
-            u[k].data = buf[good] + k * VHDX_LOG_SECTOR;
+            u[k].data = c.rt_raw[good] + k * VHDX_LOG_SECTOR;
         }
         rc = vhdx_log_commit(&vd->log, u, VHDX_RT_BYTES / VHDX_LOG_SECTOR,
                              vd->durable_size, vd->file_end);
@@ -308,9 +315,7 @@ tm_vhdx_repair(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
     }
     rc = r.problems;
 out:
-    free(rt);
-    free(buf[0]);
-    free(buf[1]);
+    free_copies(&c);
     return rc;
 }
 
