@@ -377,6 +377,22 @@ buf_is_zero(const uint8_t *p, size_t n)
     return memcmp(p, p + 1, n - 1) == 0;
 }
 
+/* The start of every user-visible change of [off, off + len): checks the
+ * range and the handle, and renews the GUIDs the first time.  Returns 1
+ * to go ahead, 0 for an empty range, or a negative code. */
+static int
+begin_change(struct tm_vhdx *vd, uint64_t off, uint64_t len)
+{
+    int rc = check_io(vd, off, len);
+
+    if (rc < 0)
+        return rc;
+    if (len == 0)
+        return 0;
+    rc = vhdx_begin_modify(vd, true);
+    return rc < 0 ? rc : 1;
+}
+
 int
 tm_vhdx_write(struct tm_vhdx *vd, const void *buf, size_t len, uint64_t off)
 {
@@ -385,13 +401,8 @@ tm_vhdx_write(struct tm_vhdx *vd, const void *buf, size_t len, uint64_t off)
     int rc;
 
     tm_err_clear(&vd->err);
-    rc = check_io(vd, off, len);
-    if (rc < 0)
-        return rc;
-    if (len == 0)
-        return 0;
-    rc = vhdx_begin_modify(vd, true);
-    if (rc < 0)
+    rc = begin_change(vd, off, len);
+    if (rc <= 0)
         return rc;
     bs = vd->p.block_size;
     while (len > 0) {
@@ -497,13 +508,8 @@ tm_vhdx_discard(struct tm_vhdx *vd, uint64_t off, uint64_t len,
     if (mode != TM_VHDX_ZERO && mode != TM_VHDX_UNMAP)
         return tm_err_set(&vd->err, TM_E_INVALID, "unknown discard mode %d",
                           (int)mode);
-    rc = check_io(vd, off, len);
-    if (rc < 0)
-        return rc;
-    if (len == 0)
-        return 0;
-    rc = vhdx_begin_modify(vd, true);
-    if (rc < 0)
+    rc = begin_change(vd, off, len);
+    if (rc <= 0)
         return rc;
     bs = vd->p.block_size;
     while (len > 0) {
