@@ -145,6 +145,15 @@ want_args(const struct cli_cmd *cmd, const struct cli_args *a, int want,
     return true;
 }
 
+/* The options and the one <path> every verb but convert takes. */
+static bool
+parse_path(const struct cli_cmd *cmd, int argc, char **argv,
+           struct cli_args *a, int *status)
+{
+    return cli_parse(cmd, argc, argv, a, status) &&
+           want_args(cmd, a, 1, "<path>", status);
+}
+
 static const char *
 type_name(enum tm_vhdx_type t)
 {
@@ -201,9 +210,7 @@ vhd_new(const struct cli_cmd *cmd, int argc, char **argv)
     int status = CLI_EXIT_OK;
     int rc;
 
-    if (!cli_parse(cmd, argc, argv, &a, &status))
-        return status;
-    if (!want_args(cmd, &a, 1, "<path>", &status))
+    if (!parse_path(cmd, argc, argv, &a, &status))
         return status;
     path = a.pos[0];
     if (a.opt[OPT_SIZE] == NULL)
@@ -431,9 +438,7 @@ vhd_info(const struct cli_cmd *cmd, int argc, char **argv)
     size_t n;
     int status;
 
-    if (!cli_parse(cmd, argc, argv, &a, &status))
-        return status;
-    if (!want_args(cmd, &a, 1, "<path>", &status))
+    if (!parse_path(cmd, argc, argv, &a, &status))
         return status;
     status = vhd_open(cmd, a.pos[0], false, &vd);
     if (status != CLI_EXIT_OK)
@@ -523,9 +528,7 @@ vhd_check(const struct cli_cmd *cmd, int argc, char **argv)
     int status;
     int rc;
 
-    if (!cli_parse(cmd, argc, argv, &a, &status))
-        return status;
-    if (!want_args(cmd, &a, 1, "<path>", &status))
+    if (!parse_path(cmd, argc, argv, &a, &status))
         return status;
     c.path = a.pos[0];
     if (a.opt[OPT_REPAIR] != NULL) {
@@ -581,9 +584,7 @@ vhd_dump(const struct cli_cmd *cmd, int argc, char **argv)
     int status;
     int rc;
 
-    if (!cli_parse(cmd, argc, argv, &a, &status))
-        return status;
-    if (!want_args(cmd, &a, 1, "<path>", &status))
+    if (!parse_path(cmd, argc, argv, &a, &status))
         return status;
     status = vhd_open(cmd, a.pos[0], false, &vd);
     if (status != CLI_EXIT_OK)
@@ -666,9 +667,7 @@ vhd_cat(const struct cli_cmd *cmd, int argc, char **argv)
     struct tm_vhdx *vd;
     int status;
 
-    if (!cli_parse(cmd, argc, argv, &a, &status))
-        return status;
-    if (!want_args(cmd, &a, 1, "<path>", &status))
+    if (!parse_path(cmd, argc, argv, &a, &status))
         return status;
     status = vhd_open(cmd, a.pos[0], false, &vd);
     if (status != CLI_EXIT_OK)
@@ -708,9 +707,7 @@ vhd_read(const struct cli_cmd *cmd, int argc, char **argv)
     uint64_t len;
     int status;
 
-    if (!cli_parse(cmd, argc, argv, &a, &status))
-        return status;
-    if (!want_args(cmd, &a, 1, "<path>", &status))
+    if (!parse_path(cmd, argc, argv, &a, &status))
         return status;
     if (a.opt[OPT_OFFSET] == NULL)
         return cli_usage(cmd, "missing --offset");
@@ -853,9 +850,7 @@ vhd_write(const struct cli_cmd *cmd, int argc, char **argv)
     const char *why;
     int status;
 
-    if (!cli_parse(cmd, argc, argv, &a, &status))
-        return status;
-    if (!want_args(cmd, &a, 1, "<path>", &status))
+    if (!parse_path(cmd, argc, argv, &a, &status))
         return status;
     if (a.opt[OPT_OFFSET] == NULL)
         return cli_usage(cmd, "missing --offset");

@@ -72,8 +72,10 @@ struct tm_vhdx *tm_vhdx_new(void);
  * tm_vhdx_err, or -errno. */
 int tm_vhdx_open(struct tm_vhdx *vd, struct tm_io *io, unsigned flags);
 
-/* Writes a new empty VHDX into 'io' (which should be empty; ownership
- * passes as for open) and leaves the handle open read-write on it. */
+/* Writes a new empty VHDX into 'io', replacing whatever it held
+ * (ownership passes as for open), and leaves the handle open read-write
+ * on it.  TM_E_INVALID with detail for parameters MS-VHDX does not
+ * allow. */
 int tm_vhdx_create(struct tm_vhdx *vd, struct tm_io *io,
                    const struct tm_vhdx_create_params *p);
 

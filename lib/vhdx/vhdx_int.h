@@ -217,8 +217,8 @@ struct vhdx_log_update {
     const uint8_t *data;        /* 4096 bytes, or NULL for zeros */
 };
 
-/* Sectors the replay produced, for read-only opens: a sorted map of file
- * offset -> 4 KiB, plus the size the file would have. */
+/* What a replay found: whether there was an active sequence, its head
+ * and length, and the file sizes its head entry recorded. */
 struct vhdx_log_replay_result {
     bool replayed;              /* an active sequence was found */
     uint64_t head_seq;
