@@ -292,6 +292,29 @@ read_file(struct tm_vhdx *vd, uint8_t *buf, size_t len, uint64_t off)
     return 0;
 }
 
+/* Block 'blk' is present and the I/O covers its first 'n' bytes from
+ * where it starts in it; extends n over the following present blocks
+ * that sit right after it in the file, up to 'len', so a sequential read
+ * or write is one call. */
+static size_t
+contiguous_run(const struct tm_vhdx *vd, uint64_t blk, size_t n, size_t len)
+{
+    uint64_t bs = vd->p.block_size;
+    uint64_t e = block_entry(vd, blk);
+
+    while (n < len) {
+        uint64_t e2 = block_entry(vd, blk + 1);
+
+        if (VHDX_BAT_STATE(e2) != VHDX_PAYLOAD_FULLY_PRESENT ||
+            VHDX_BAT_OFF(e2) != VHDX_BAT_OFF(e) + bs)
+            break;
+        n += bs < len - n ? (size_t)bs : len - n;
+        blk++;
+        e = e2;
+    }
+    return n;
+}
+
 int
 tm_vhdx_read(struct tm_vhdx *vd, void *buf, size_t len, uint64_t off)
 {
@@ -313,21 +336,9 @@ tm_vhdx_read(struct tm_vhdx *vd, void *buf, size_t len, uint64_t off)
         if (VHDX_BAT_STATE(e) != VHDX_PAYLOAD_FULLY_PRESENT) {
             memset(p, 0, n);
         } else {
-            /* Coalesce following blocks that sit right after this one in
-             * the file, so a sequential read is one pread. */
             uint64_t foff = VHDX_BAT_OFF(e) + in;
 
-            while (n < len) {
-                uint64_t e2 = block_entry(vd, blk + 1);
-                size_t more = bs < len - n ? (size_t)bs : len - n;
-
-                if (VHDX_BAT_STATE(e2) != VHDX_PAYLOAD_FULLY_PRESENT ||
-                    VHDX_BAT_OFF(e2) != VHDX_BAT_OFF(e) + bs)
-                    break;
-                n += more;
-                blk++;
-                e = e2;
-            }
+            n = contiguous_run(vd, blk, n, len);
             rc = read_file(vd, p, n, foff);
             if (rc < 0)
                 return rc;
@@ -414,18 +425,7 @@ tm_vhdx_write(struct tm_vhdx *vd, const void *buf, size_t len, uint64_t off)
 
         if (VHDX_BAT_STATE(e) == VHDX_PAYLOAD_FULLY_PRESENT) {
             foff = VHDX_BAT_OFF(e) + in;
-            /* Coalesce contiguous present blocks into one pwrite. */
-            while (n < len) {
-                uint64_t e2 = block_entry(vd, blk + 1);
-                size_t more = bs < len - n ? (size_t)bs : len - n;
-
-                if (VHDX_BAT_STATE(e2) != VHDX_PAYLOAD_FULLY_PRESENT ||
-                    VHDX_BAT_OFF(e2) != VHDX_BAT_OFF(e) + bs)
-                    break;
-                n += more;
-                blk++;
-                e = e2;
-            }
+            n = contiguous_run(vd, blk, n, len);
         } else if (buf_is_zero(p, n)) {
             /* Zeros into a block that reads as zeros: nothing to do.
              * (UNDEFINED may read anything, and we read it as zeros.) */
