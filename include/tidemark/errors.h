@@ -22,6 +22,8 @@ enum tm_err_code {
     TM_E_INVALID = -4104,       /* a caller's argument is not acceptable */
     TM_E_FAULT_INJECTED = -4105, /* reserved for test backends */
     TM_E_LOCKED = -4106,        /* another program has the file open */
+    TM_E_CHAIN = -4107,         /* a differencing disk's parent is missing,
+                                 * changed or does not fit */
 };
 
 /* A static string naming 'code' (a tm_err_code or -errno); never NULL. */

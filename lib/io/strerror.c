@@ -32,6 +32,9 @@ project_strerror(int code)
         return "injected fault";
     case TM_E_LOCKED:
         return "file is in use by another program (locked)";
+    case TM_E_CHAIN:
+        return "broken differencing chain (parent missing, changed or "
+               "mismatched)";
     }
     return "unknown tidemark error";
 }

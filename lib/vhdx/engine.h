@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* engine.h - the state of an open VHDX, shared by the engine's files:
  * open.c (open, create, close, header updates), rw.c (read, write,
- * discard, flush, the BAT), check.c (check, dump, info). */
+ * discard, flush, the BAT, sector bitmaps), check.c (check, dump, info),
+ * chain.c (paths and parents), meta.c (metadata rewrites), resize.c,
+ * optimize.c and merge.c. */
 #ifndef TM_VHDX_ENGINE_H
 #define TM_VHDX_ENGINE_H
 
@@ -50,6 +52,32 @@ struct tm_vhdx {
     uint64_t *to_punch;
     size_t npunch;
     size_t punch_cap;
+
+    /* Differencing. */
+    char *path;                 /* from tm_vhdx_open_path; owned */
+    struct tm_vhdx_locator *loc;        /* decoded locator; owned */
+    struct tm_vhdx *parent;     /* attached parent; owned */
+    /* Per chunk (g.bitmap_blocks of them): its sector bitmap, 1 MiB,
+     * loaded on first use; NULL = not loaded.  Bits set in memory reach
+     * the file through the log with the BAT (dirty entries tagged
+     * DIRTY_SB). */
+    uint8_t **sbm;
+    uint64_t sbm_count;
+};
+
+/* A dirty entry names a 4 KiB metadata sector to commit: a BAT sector
+ * (BAT-relative index) or, tagged, sector k of chunk c's bitmap
+ * (c * 256 + k). */
+#define VHDX_DIRTY_SB (1ull << 63)
+#define VHDX_SB_SECTORS (VHDX_MiB / VHDX_LOG_SECTOR)
+
+/* One metadata item to set by vhdx_meta_rewrite. */
+struct vhdx_meta_item {
+    struct tm_guid id;          /* a system item (IsUser = 0) */
+    const uint8_t *data;        /* NULL with len 0: remove the item */
+    uint32_t len;
+    bool is_virtual_disk;       /* flags for an item that is new */
+    bool is_required;
 };
 
 /* open.c */
@@ -62,5 +90,38 @@ bool vhdx_is_fixed(const struct tm_vhdx *vd);
 /* rw.c */
 int vhdx_bat_load(struct tm_vhdx *vd, uint64_t file_size);
 int vhdx_bat_commit(struct tm_vhdx *vd);
+/* Sets BAT entry 'idx' in memory and marks its sector for the next
+ * commit. */
+int vhdx_bat_set(struct tm_vhdx *vd, uint64_t idx, uint64_t entry);
+/* tm_vhdx_write without the virtual-size check and GUID renewal: for
+ * maintenance that writes inside the current geometry's blocks (the tail
+ * of the last block, past the virtual size).  The caller has called
+ * vhdx_begin_modify. */
+int vhdx_write_at(struct tm_vhdx *vd, const void *buf, size_t len,
+                  uint64_t off);
+
+/* meta.c: replaces the listed system items (adding those the table lacks,
+ * removing those with data NULL), keeps every other item as it is,
+ * re-packs the items from 64 KiB and writes table and items through the
+ * log in one entry, so a crash leaves the old metadata or the new.  Then
+ * re-reads vd->mt and vd->p from what was written.  TM_E_UNSUPPORTED when
+ * the result does not fit the region or one log entry. */
+int vhdx_meta_rewrite(struct tm_vhdx *vd, const struct vhdx_meta_item *set,
+                      size_t n);
+
+/* locator.c: the parent locator item and the path forms it stores. */
+int vhdx_locator_decode(const uint8_t *buf, size_t len,
+                        struct tm_vhdx_locator *out, struct tm_err *err);
+int vhdx_locator_encode(const struct tm_vhdx_locator *loc, uint8_t **buf,
+                        size_t *len);
+void vhdx_locator_free(struct tm_vhdx_locator *loc);    /* the strings */
+int vhdx_locator_copy(struct tm_vhdx_locator *dst,
+                      const struct tm_vhdx_locator *src);
+int vhdx_path_relative_win(const char *child_path, const char *parent_path,
+                           char **out);
+int vhdx_path_absolute_win(const char *path, char **out);
+int vhdx_path_from_relative(const char *child_path, const char *rel,
+                            char **out);
+int vhdx_path_from_absolute(const char *abs, char **out);
 
 #endif

@@ -405,17 +405,23 @@ begin_change(struct tm_vhdx *vd, uint64_t off, uint64_t len)
 }
 
 int
-tm_vhdx_write(struct tm_vhdx *vd, const void *buf, size_t len, uint64_t off)
+vhdx_bat_set(struct tm_vhdx *vd, uint64_t idx, uint64_t entry)
+{
+    int rc = mark_dirty(vd, idx);
+
+    if (rc < 0)
+        return rc;
+    vd->bat[idx] = entry;
+    return 0;
+}
+
+int
+vhdx_write_at(struct tm_vhdx *vd, const void *buf, size_t len, uint64_t off)
 {
     const uint8_t *p = buf;
-    uint64_t bs;
+    uint64_t bs = vd->p.block_size;
     int rc;
 
-    tm_err_clear(&vd->err);
-    rc = begin_change(vd, off, len);
-    if (rc <= 0)
-        return rc;
-    bs = vd->p.block_size;
     while (len > 0) {
         uint64_t blk = off / bs;
         uint64_t in = off % bs;
@@ -449,6 +455,18 @@ next:
     if (vd->ndirty >= vhdx_log_max_updates(&vd->log))
         return vhdx_bat_commit(vd);
     return 0;
+}
+
+int
+tm_vhdx_write(struct tm_vhdx *vd, const void *buf, size_t len, uint64_t off)
+{
+    int rc;
+
+    tm_err_clear(&vd->err);
+    rc = begin_change(vd, off, len);
+    if (rc <= 0)
+        return rc;
+    return vhdx_write_at(vd, buf, len, off);
 }
 
 int

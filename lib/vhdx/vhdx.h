@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* vhdx.h - the MS-VHDX engine: one struct tm_vhdx is one open .vhdx file
- * (fixed or dynamic; differencing comes with chains).  It validates the
+ * (fixed, dynamic or differencing).  It validates the
  * file on open, replays a dirty log (into the file for read-write opens,
  * into memory for read-only ones), and serves reads, writes, flushes and
  * discards in virtual-disk byte space.  Every metadata update goes through
@@ -45,6 +45,20 @@ struct tm_vhdx_create_params {
     bool virtual_disk_id_set;   /* else a random VirtualDiskId */
     struct tm_guid virtual_disk_id;
     const char *creator;        /* file type identifier; NULL = tidemark */
+    /* Differencing (New-VHD -Differencing): a non-NULL parent makes a
+     * child of it.  The parent is an open handle (read-only is enough);
+     * its ownership passes to the child whatever the result, and it stays
+     * attached to the new handle.  The child copies the parent's virtual
+     * size (virtual_size 0; a larger value is allowed), sector sizes and
+     * VirtualDiskId; block_size 0 means 2 MiB, as Hyper-V's default for
+     * differencing disks; 'fixed' must be false.  parent_linkage is the
+     * parent's current DataWriteGuid.  The path values are stored in the
+     * parent locator as given (Windows form, see chain.c); at least one
+     * must be non-NULL. */
+    struct tm_vhdx *parent;
+    const char *parent_relative_path;
+    const char *parent_volume_path;
+    const char *parent_absolute_path;
 };
 
 /* Open flags. */
@@ -106,6 +120,123 @@ int tm_vhdx_discard(struct tm_vhdx *vd, uint64_t off, uint64_t len,
  * (false = reads as zeros for sure).  Returns 0 or a negative code. */
 int tm_vhdx_block_status(struct tm_vhdx *vd, uint64_t off, uint64_t len,
                          uint64_t *run_len, bool *allocated);
+
+/* ---- differencing disks and chains ------------------------------------ */
+
+/* The parent locator of a differencing disk (MS-VHDX 2.6.2.6), values
+ * converted to UTF-8 as stored (backslashes and all); NULL for a key the
+ * file lacks. */
+struct tm_vhdx_locator {
+    struct tm_guid linkage;             /* parent_linkage */
+    bool has_linkage2;
+    struct tm_guid linkage2;            /* parent_linkage2 */
+    char *relative_path;
+    char *volume_path;
+    char *absolute_win32_path;
+};
+
+/* The locator of an open differencing disk, or NULL for other kinds.
+ * Valid until the handle is closed or its locator rewritten. */
+const struct tm_vhdx_locator *tm_vhdx_locator(const struct tm_vhdx *vd);
+
+/* The attached parent, or NULL. */
+struct tm_vhdx *tm_vhdx_parent(const struct tm_vhdx *vd);
+
+/* The path a handle was opened from by tm_vhdx_open_path, or NULL. */
+const char *tm_vhdx_path(const struct tm_vhdx *vd);
+
+/* Attaches an open 'parent' to a differencing disk, whose NOT_PRESENT
+ * blocks and clear sector-bitmap bits then read from it; ownership of
+ * 'parent' passes whatever the result.  TM_E_CHAIN when the parent's
+ * DataWriteGuid is neither parent_linkage nor parent_linkage2, when the
+ * logical sector sizes differ, or when the parent is larger than the
+ * child (a child may be larger: reads past the parent's end give zeros);
+ * TM_E_INVALID when 'vd' has no parent or one is attached already.  A
+ * differencing disk without a parent opens (info, check, dump) but a
+ * read that needs the parent fails with TM_E_CHAIN. */
+int tm_vhdx_attach_parent(struct tm_vhdx *vd, struct tm_vhdx *parent);
+
+/* Opening by path (chain.c).  A differencing disk's parents are found
+ * through their locators, relative_path first (relative to the child's
+ * directory), then absolute_win32_path ("Z:\dir\f.vhdx" and
+ * "\\?\Z:\..." name the Linux root, as Wine's Z: drive does), and
+ * opened read-only.  Read-write opens lock the file exclusively and its
+ * parents shared, so no other writer changes a parent under a child.
+ * Errors name the files: a missing parent gives -ENOENT naming every
+ * path tried, a changed one TM_E_CHAIN naming both files, a loop
+ * TM_E_CHAIN. */
+struct tm_vhdx_open_opts {
+    const char *parent_path;    /* the immediate parent is here; NULL =
+                                 * resolve through the locator */
+    bool no_parent;             /* open a differencing disk alone */
+    unsigned rw_parents;        /* this many parents up are opened
+                                 * read-write (merge); the rest read-only */
+};
+int tm_vhdx_open_path(struct tm_vhdx *vd, const char *path, unsigned flags,
+                      const struct tm_vhdx_open_opts *opts);
+
+/* Creates a differencing disk at 'path' (which must not exist) whose
+ * parent is the VHDX at 'parent_path', opened with its chain; the locator
+ * gets relative_path and absolute_win32_path computed from the two paths.
+ * 'p' supplies the other creation parameters (may be NULL).  Leaves the
+ * handle open read-write with the parent attached. */
+int tm_vhdx_create_child(struct tm_vhdx *vd, const char *path,
+                         const char *parent_path,
+                         const struct tm_vhdx_create_params *p);
+
+/* Rewrites the locator of an open (read-write) differencing disk through
+ * the log; not a user-visible change (DataWriteGuid stays).  A parent
+ * attached before stays attached. */
+int tm_vhdx_set_locator(struct tm_vhdx *vd, const struct tm_vhdx_locator *loc);
+
+/* ---- maintenance (resize.c, optimize.c, merge.c) ------------------------ */
+
+/* The smallest virtual size a shrink may go to without losing data: the
+ * end of the last logical sector that reads non-zero (through the chain),
+ * at least one sector. */
+int tm_vhdx_min_size(struct tm_vhdx *vd, uint64_t *out);
+
+/* Changes the virtual size (Resize-VHD) of a read-write handle, crash
+ * safe: until the size change is durable the file reads as before.
+ * Growing works for every kind (a fixed disk gets its new blocks
+ * allocated; new space reads as zeros, also in a differencing disk).
+ * Shrinking is refused with TM_E_RANGE, naming tm_vhdx_min_size, when
+ * data lies past the new end, and for a differencing disk below its
+ * parent's size.  'new_size' must be a multiple of the logical sector
+ * size (TM_E_INVALID). */
+int tm_vhdx_resize(struct tm_vhdx *vd, uint64_t new_size);
+
+/* Optimize-VHD for dynamic and differencing disks: blocks whose data is
+ * all zeros become ZERO (in a differencing disk only where that reads the
+ * same), ZERO/UNMAPPED blocks' space is released, and the remaining
+ * blocks are moved down into the holes so the file can be truncated.
+ * Crash safe: each block move is committed through the log after its
+ * copy is durable.  A fixed disk is left as it is (returns 0). */
+struct tm_vhdx_optimize_stats {
+    uint64_t blocks_zeroed;     /* data blocks found all zeros */
+    uint64_t blocks_moved;
+    uint64_t size_before;       /* file bytes */
+    uint64_t size_after;
+};
+int tm_vhdx_optimize(struct tm_vhdx *vd, struct tm_vhdx_optimize_stats *st);
+
+/* Merge-VHD: folds the differencing disks from 'top' down to its
+ * ancestor 'levels' parents up (1 = the parent) into that ancestor, which
+ * then reads what 'top' reads (its virtual size and VirtualDiskId become
+ * top's).  Every handle from 'top' to the ancestor must be open
+ * read-write.  Crash safe: the ancestor's new DataWriteGuid is first
+ * stored as parent_linkage2 in its child's locator, and only the sectors
+ * the folded disks define are written into the ancestor, which they
+ * shadow; so at every instant the chain opens and reads through 'top'
+ * exactly as before.  The folded files are left in place (their data
+ * unchanged) for the caller to delete. */
+int tm_vhdx_merge(struct tm_vhdx *top, unsigned levels);
+
+/* Merges the chain from 'path' into 'ancestor_path' (NULL = the parent;
+ * it must be in the chain, TM_E_INVALID otherwise), then deletes the
+ * folded files, top first.  Detail of a failure goes to *err. */
+int tm_vhdx_merge_path(const char *path, const char *ancestor_path,
+                       struct tm_err *err);
 
 /* What 'vhd info' shows. */
 struct tm_vhdx_info {
