@@ -93,7 +93,7 @@ run --version
 check "--version prints the version" \
   grep -qE '^tidemark [0-9]+\.[0-9]+\.[0-9]+' "$out"
 help_ok "tidemark vhd" "$pod_vhd" vhd --help
-verbs=$(sed -n 's/^  \([a-z][a-z]*\)  .*/\1/p' "$out")
+verbs=$(sed -n 's/^  \([a-z][a-z-]*\)  .*/\1/p' "$out")
 check "vhd --help lists verbs" test -n "$verbs"
 for verb in $verbs; do
   help_ok "vhd $verb" "$pod_vhd" vhd "$verb" --help

@@ -117,6 +117,8 @@ int vhd_main(int argc, char **argv);
 
 /* Opens an existing VHDX (read-only unless 'rw'); on failure reports it
  * and returns the exit code (1).  Returns 0 with *out owning the handle. */
+int vhd_open_ex(const struct cli_cmd *cmd, const char *path, bool rw,
+                const struct tm_vhdx_open_opts *opts, struct tm_vhdx **out);
 int vhd_open(const struct cli_cmd *cmd, const char *path, bool rw,
              struct tm_vhdx **out);
 
@@ -128,5 +130,14 @@ bool vhd_opt_block_size(const struct cli_cmd *cmd, const char *s,
 /* 'vhd convert', its options and synopsis (convert.c). */
 extern const struct cli_opt vhd_convert_opts[];
 int vhd_convert(const struct cli_cmd *cmd, int argc, char **argv);
+
+/* vhd_chain.c: the chain part of 'vhd info', and the chain verbs. */
+void vhd_print_chain(FILE *out, struct tm_vhdx *vd, bool json);
+extern const struct cli_opt vhd_discard_opts[];
+extern const struct cli_opt vhd_merge_opts[];
+extern const struct cli_opt vhd_set_parent_opts[];
+int vhd_discard(const struct cli_cmd *cmd, int argc, char **argv);
+int vhd_merge(const struct cli_cmd *cmd, int argc, char **argv);
+int vhd_set_parent(const struct cli_cmd *cmd, int argc, char **argv);
 
 #endif

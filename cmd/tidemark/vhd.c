@@ -30,32 +30,30 @@ enum {
     OPT_OFFSET,
     OPT_LENGTH,
     OPT_PATTERN,
+    OPT_PARENT,
+    OPT_UNMAP,
+    OPT_INTO,
+    OPT_FORCE,
 };
 
 /* ---- shared ------------------------------------------------------------- */
 
 int
-vhd_open(const struct cli_cmd *cmd, const char *path, bool rw,
-         struct tm_vhdx **out)
+vhd_open_ex(const struct cli_cmd *cmd, const char *path, bool rw,
+            const struct tm_vhdx_open_opts *opts, struct tm_vhdx **out)
 {
-    struct tm_io *io = NULL;
     struct tm_vhdx *vd;
     int rc;
     int status;
 
     *out = NULL;
-    /* Writers lock the file, so a disk a VM (QEMU) has open is refused;
-     * readers do not, so a disk in use can still be inspected. */
-    rc = tm_io_posix_open(path, rw ? TM_IO_LOCK : TM_IO_RDONLY, &io);
-    if (rc < 0)
-        return cli_fail(cmd, "cannot open '%s': %s", path, tm_strerror(rc));
     vd = tm_vhdx_new();
-    if (vd == NULL) {
-        tm_io_close(io);
+    if (vd == NULL)
         return cli_fail(cmd, "cannot open '%s': %s", path,
                         tm_strerror(-ENOMEM));
-    }
-    rc = tm_vhdx_open(vd, io, rw ? 0 : TM_VHDX_RDONLY);
+    /* Writers lock the file (and share-lock its parents), so a disk a VM
+     * (QEMU) has open is refused; readers do not lock. */
+    rc = tm_vhdx_open_path(vd, path, rw ? 0 : TM_VHDX_RDONLY, opts);
     if (rc < 0) {
         status = cli_fail(cmd, "cannot open '%s': %s", path,
                           cli_vhdx_msg(vd, rc));
@@ -64,6 +62,28 @@ vhd_open(const struct cli_cmd *cmd, const char *path, bool rw,
     }
     *out = vd;
     return CLI_EXIT_OK;
+}
+
+int
+vhd_open(const struct cli_cmd *cmd, const char *path, bool rw,
+         struct tm_vhdx **out)
+{
+    return vhd_open_ex(cmd, path, rw, NULL, out);
+}
+
+/* Structure verbs (check, dump, repair) look at the one file. */
+static const struct tm_vhdx_open_opts alone = { .no_parent = true };
+
+/* Opens with the chain, or where the verb takes --parent, with the
+ * immediate parent at that path. */
+static int
+vhd_open_args(const struct cli_cmd *cmd, const struct cli_args *a, bool rw,
+              struct tm_vhdx **out)
+{
+    struct tm_vhdx_open_opts o = { 0 };
+
+    o.parent_path = a->opt[OPT_PARENT];
+    return vhd_open_ex(cmd, a->pos[0], rw, &o, out);
 }
 
 /* Flushes (with detail on failure) and closes a handle opened read-write;
@@ -195,8 +215,64 @@ static const struct cli_opt new_opts[] = {
     { "physical-sector", "<n>", OPT_PHYSICAL_SECTOR,
       "512 or 4096 (default 4096)" },
     { "log-size", "<size>", OPT_LOG_SIZE, "a multiple of 1M (default 1M)" },
+    { "parent", "<path>", OPT_PARENT,
+      "make a differencing disk (AVHDX) of this parent" },
     { NULL, NULL, 0, NULL },
 };
+
+/* New-VHD -Differencing: the child takes the parent's sizes unless told
+ * otherwise. */
+static int
+new_child(const struct cli_cmd *cmd, const char *path,
+          const struct cli_args *a)
+{
+    struct tm_vhdx_create_params p = { 0 };
+    struct tm_vhdx *vd;
+    uint64_t v;
+    int status = CLI_EXIT_OK;
+    int rc;
+
+    if (a->opt[OPT_FIXED] != NULL)
+        return cli_usage(cmd, "a differencing disk cannot be --fixed");
+    if (a->opt[OPT_LOGICAL_SECTOR] != NULL)
+        return cli_usage(cmd, "a differencing disk takes its parent's "
+                         "logical sector size");
+    if (a->opt[OPT_PHYSICAL_SECTOR] != NULL &&
+        !opt_sector(cmd, "physical-sector", a->opt[OPT_PHYSICAL_SECTOR],
+                    &p.physical_sector, &status))
+        return status;
+    if (a->opt[OPT_BLOCK_SIZE] != NULL &&
+        !vhd_opt_block_size(cmd, a->opt[OPT_BLOCK_SIZE], &p.block_size,
+                            &status))
+        return status;
+    if (a->opt[OPT_LOG_SIZE] != NULL) {
+        if (!cli_opt_size(cmd, "log-size", a->opt[OPT_LOG_SIZE], &v,
+                          &status))
+            return status;
+        if (v == 0 || v % (1u << 20) != 0 || v > UINT32_MAX)
+            return cli_usage(cmd, "bad --log-size '%s': must be a non-zero "
+                             "multiple of 1M below 4G", a->opt[OPT_LOG_SIZE]);
+        p.log_size = (uint32_t)v;
+    }
+    if (a->opt[OPT_SIZE] != NULL &&
+        !cli_opt_size(cmd, "size", a->opt[OPT_SIZE], &p.virtual_size,
+                      &status))
+        return status;
+    vd = tm_vhdx_new();
+    if (vd == NULL)
+        return cli_fail(cmd, "cannot create '%s': %s", path,
+                        tm_strerror(-ENOMEM));
+    rc = tm_vhdx_create_child(vd, path, a->opt[OPT_PARENT], &p);
+    if (rc < 0) {
+        status = cli_fail(cmd, "%s", cli_vhdx_msg(vd, rc));
+        tm_vhdx_close(vd);
+        return status;
+    }
+    status = close_rw(cmd, path, vd);
+    if (status != CLI_EXIT_OK)
+        unlink(path);
+    return status;
+}
 
 static int
 vhd_new(const struct cli_cmd *cmd, int argc, char **argv)
@@ -213,6 +289,8 @@ vhd_new(const struct cli_cmd *cmd, int argc, char **argv)
     if (!parse_path(cmd, argc, argv, &a, &status))
         return status;
     path = a.pos[0];
+    if (a.opt[OPT_PARENT] != NULL)
+        return new_child(cmd, path, &a);
     if (a.opt[OPT_SIZE] == NULL)
         return cli_usage(cmd, "missing --size");
     if (a.opt[OPT_FIXED] != NULL && a.opt[OPT_DYNAMIC] != NULL)
@@ -359,8 +437,9 @@ info_fields(const char *path, const struct tm_vhdx_info *in,
     return n;
 }
 
+/* 'close' = false leaves the object open for more members. */
 static void
-print_json(FILE *out, const struct field *f, size_t n)
+print_json(FILE *out, const struct field *f, size_t n, bool close)
 {
     fputs("{\n", out);
     for (size_t i = 0; i < n; i++) {
@@ -379,9 +458,10 @@ print_json(FILE *out, const struct field *f, size_t n)
             fputs(f[i].u ? "true" : "false", out);
             break;
         }
-        fputs(i + 1 < n ? ",\n" : "\n", out);
+        fputs(i + 1 < n || !close ? ",\n" : "\n", out);
     }
-    fputs("}\n", out);
+    if (close)
+        fputs("}\n", out);
 }
 
 static void
@@ -440,18 +520,27 @@ vhd_info(const struct cli_cmd *cmd, int argc, char **argv)
 
     if (!parse_path(cmd, argc, argv, &a, &status))
         return status;
-    status = vhd_open(cmd, a.pos[0], false, &vd);
+    status = vhd_open_ex(cmd, a.pos[0], false, &alone, &vd);
     if (status != CLI_EXIT_OK)
         return status;
     status = get_info(cmd, a.pos[0], vd, &info);
-    tm_vhdx_close(vd);
-    if (status != CLI_EXIT_OK)
+    if (status != CLI_EXIT_OK) {
+        tm_vhdx_close(vd);
         return status;
+    }
     n = info_fields(a.pos[0], &info, &text, fields);
-    if (a.opt[OPT_JSON] != NULL)
-        print_json(stdout, fields, n);
-    else
+    if (a.opt[OPT_JSON] != NULL) {
+        print_json(stdout, fields, n, !info.has_parent);
+        if (info.has_parent) {
+            vhd_print_chain(stdout, vd, true);
+            fputs("}\n", stdout);
+        }
+    } else {
         print_text(stdout, fields, n);
+        if (info.has_parent)
+            vhd_print_chain(stdout, vd, false);
+    }
+    tm_vhdx_close(vd);
     if (fflush(stdout) != 0 || ferror(stdout))
         return cli_fail(cmd, "cannot write to stdout: %s",
                         tm_strerror(-errno));
@@ -480,6 +569,22 @@ report_repair(void *user, const char *what)
     printf("%s: repaired: %s\n", (const char *)user, what);
 }
 
+/* A differencing disk is only usable with its parents: one that cannot
+ * be opened, or has changed, is a problem of this file's too. */
+static void
+check_chain(struct check_ctx *c)
+{
+    struct tm_vhdx *vd = tm_vhdx_new();
+    int rc;
+
+    if (vd == NULL)
+        return;
+    rc = tm_vhdx_open_path(vd, c->path, TM_VHDX_RDONLY, NULL);
+    if (rc < 0)
+        report_problem(c, tm_vhdx_err(vd)->msg);
+    tm_vhdx_close(vd);
+}
+
 /* Open read-write (which replays a dirty log into the file), mend what
  * the open tolerated (a damaged header or region table copy), close;
  * says what it did on stdout. */
@@ -491,7 +596,7 @@ repair(const struct cli_cmd *cmd, const char *path)
     int status;
     int rc;
 
-    status = vhd_open(cmd, path, true, &vd);
+    status = vhd_open_ex(cmd, path, true, &alone, &vd);
     if (status != CLI_EXIT_OK)
         return status;
     status = get_info(cmd, path, vd, &info);
@@ -536,7 +641,7 @@ vhd_check(const struct cli_cmd *cmd, int argc, char **argv)
         if (status != CLI_EXIT_OK)
             return status;
     }
-    status = vhd_open(cmd, c.path, false, &vd);
+    status = vhd_open_ex(cmd, c.path, false, &alone, &vd);
     if (status != CLI_EXIT_OK)
         return status;
     rc = tm_vhdx_check(vd, report_problem, &c);
@@ -547,6 +652,8 @@ vhd_check(const struct cli_cmd *cmd, int argc, char **argv)
         return status;
     }
     tm_vhdx_close(vd);
+    if (rc >= 0)
+        check_chain(&c);
     /* The count returned and the reports made should agree; trust the
      * larger. */
     if ((unsigned)rc > c.problems)
@@ -586,7 +693,7 @@ vhd_dump(const struct cli_cmd *cmd, int argc, char **argv)
 
     if (!parse_path(cmd, argc, argv, &a, &status))
         return status;
-    status = vhd_open(cmd, a.pos[0], false, &vd);
+    status = vhd_open_ex(cmd, a.pos[0], false, &alone, &vd);
     if (status != CLI_EXIT_OK)
         return status;
     rc = tm_vhdx_dump(vd, dump_line, NULL);
@@ -659,6 +766,12 @@ out_free:
     return status;
 }
 
+static const struct cli_opt cat_opts[] = {
+    { "parent", "<path>", OPT_PARENT,
+      "the parent is here, not where the locator says" },
+    { NULL, NULL, 0, NULL },
+};
+
 static int
 vhd_cat(const struct cli_cmd *cmd, int argc, char **argv)
 {
@@ -669,7 +782,7 @@ vhd_cat(const struct cli_cmd *cmd, int argc, char **argv)
 
     if (!parse_path(cmd, argc, argv, &a, &status))
         return status;
-    status = vhd_open(cmd, a.pos[0], false, &vd);
+    status = vhd_open_args(cmd, &a, false, &vd);
     if (status != CLI_EXIT_OK)
         return status;
     status = get_info(cmd, a.pos[0], vd, &info);
@@ -694,6 +807,8 @@ check_range(const struct cli_cmd *cmd, const char *path, uint64_t off,
 static const struct cli_opt read_opts[] = {
     { "offset", "<offset>", OPT_OFFSET, "first byte to read (required)" },
     { "length", "<length>", OPT_LENGTH, "bytes to read (required)" },
+    { "parent", "<path>", OPT_PARENT,
+      "the parent is here, not where the locator says" },
     { NULL, NULL, 0, NULL },
 };
 
@@ -716,7 +831,7 @@ vhd_read(const struct cli_cmd *cmd, int argc, char **argv)
     if (!cli_opt_size(cmd, "offset", a.opt[OPT_OFFSET], &off, &status) ||
         !cli_opt_size(cmd, "length", a.opt[OPT_LENGTH], &len, &status))
         return status;
-    status = vhd_open(cmd, a.pos[0], false, &vd);
+    status = vhd_open_args(cmd, &a, false, &vd);
     if (status != CLI_EXIT_OK)
         return status;
     status = get_info(cmd, a.pos[0], vd, &info);
@@ -835,6 +950,8 @@ static const struct cli_opt write_opts[] = {
     { "pattern", "<byte>", OPT_PATTERN,
       "write this byte (0..255, 0x00..0xff), not stdin" },
     { "length", "<length>", OPT_LENGTH, "bytes of --pattern to write" },
+    { "parent", "<path>", OPT_PARENT,
+      "the parent is here, not where the locator says" },
     { NULL, NULL, 0, NULL },
 };
 
@@ -868,7 +985,7 @@ vhd_write(const struct cli_cmd *cmd, int argc, char **argv)
         return cli_usage(cmd, "stdin is a terminal; redirect it or give "
                          "--pattern");
     }
-    status = vhd_open(cmd, a.pos[0], true, &vd);
+    status = vhd_open_args(cmd, &a, true, &vd);
     if (status != CLI_EXIT_OK)
         return status;
     status = get_info(cmd, a.pos[0], vd, &info);
@@ -913,12 +1030,24 @@ static const struct cli_cmd vhd_cmds[] = {
       "holes.",
       "copy between raw images and VHDX", VHD_MAN, vhd_convert_opts,
       vhd_convert },
-    { "cat", "vhd cat", "<path>",
-      "Write every virtual byte of a VHDX to stdout.",
-      "write the whole disk to stdout", VHD_MAN, no_opts, vhd_cat },
+    { "cat", "vhd cat", "[--parent <path>] <path>",
+      "Write every virtual byte of a VHDX (through its chain) to stdout.",
+      "write the whole disk to stdout", VHD_MAN, cat_opts, vhd_cat },
     { "read", "vhd read", "<path> --offset <offset> --length <length>",
       "Write a range of a VHDX's virtual bytes to stdout.",
       "write a range to stdout", VHD_MAN, read_opts, vhd_read },
+    { "discard", "vhd discard",
+      "<path> --offset <offset> --length <length> [--unmap]",
+      "Make a range read as zeros, releasing whole blocks' space.",
+      "zero a range, freeing whole blocks", VHD_MAN, vhd_discard_opts,
+      vhd_discard },
+    { "merge", "vhd merge", "<child> [--into <ancestor>]",
+      "Fold a differencing disk (down to an ancestor) into that ancestor.",
+      "fold a child into its parent", VHD_MAN, vhd_merge_opts, vhd_merge },
+    { "set-parent", "vhd set-parent", "[--force] <child> <parent>",
+      "Point a differencing disk at its parent's new location.",
+      "relink a moved chain", VHD_MAN, vhd_set_parent_opts,
+      vhd_set_parent },
     { "write", "vhd write",
       "<path> --offset <offset>\n"
       "(--pattern <byte> --length <length> | <stdin>)",

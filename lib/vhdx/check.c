@@ -97,15 +97,19 @@ report(struct reporter *r, const char *fmt, ...)
         r->fn(r->user, msg);
 }
 
+struct extent {
+    uint64_t off;
+    uint64_t len;
+};
+
 static int
-cmp_u64(const void *a, const void *b)
+cmp_extent(const void *a, const void *b)
 {
-    uint64_t x = *(const uint64_t *)a;
-    uint64_t y = *(const uint64_t *)b;
+    uint64_t x = ((const struct extent *)a)->off;
+    uint64_t y = ((const struct extent *)b)->off;
 
     return x < y ? -1 : x > y;
 }
-
 /* Both stored copies of the header and of the region table, as check and
  * repair see them: whether each decodes (and why not), and the region
  * tables' bytes.  Headers are read from the file itself; region tables
@@ -198,49 +202,50 @@ tm_vhdx_check(struct tm_vhdx *vd, tm_vhdx_report_fn fn, void *user)
     /* COMPAT: QEMU writes Required = 0 on the BAT and metadata regions;
      * readers accept it, and so does the check. */
 
-    /* Every BAT entry: reserved bits, blocks past EOF, sector-bitmap
-     * slots, overlaps (open has refused the worst of these already). */
+    /* Every BAT entry: reserved bits, blocks and sector bitmaps past EOF,
+     * overlaps (open has refused the worst of these already). */
     {
-        uint64_t *offs;
+        struct extent *ext;
         size_t n = 0;
 
         for (uint64_t i = 0; i < vd->bat_count; i++)
-            if (VHDX_BAT_STATE(vd->bat[i]) == VHDX_PAYLOAD_FULLY_PRESENT)
+            if (vhdx_entry_space(g, &vd->p, i, vd->bat[i]) > 0)
                 n++;
-        offs = malloc((n + 1) * sizeof(*offs));
+        ext = malloc((n + 1) * sizeof(*ext));
         n = 0;
 
-        if (offs == NULL) {
+        if (ext == NULL) {
             rc = -ENOMEM;
             goto out;
         }
         for (uint64_t i = 0; i < vd->bat_count; i++) {
             uint64_t e = vd->bat[i];
-            unsigned st = VHDX_BAT_STATE(e);
+            uint64_t len = vhdx_entry_space(g, &vd->p, i, e);
 
             if (VHDX_BAT_RESERVED(e) != 0)
                 report(&r, "BAT entry %" PRIu64 ": reserved bits set "
                        "(0x%" PRIx64 ")", i, e);
-            if ((i + 1) % (g->chunk_ratio + 1) == 0)
-                continue;
-            /* The offset of a block in any other state is reserved:
+            /* The offset of an entry in any other state is reserved:
              * nothing to check (MS-VHDX 2.5.1). */
-            if (st != VHDX_PAYLOAD_FULLY_PRESENT)
+            if (len == 0)
                 continue;
-            if (VHDX_BAT_OFF(e) + vd->p.block_size > size)
-                report(&r, "BAT entry %" PRIu64 ": block at %" PRIu64
-                       " runs past the end of the file (%" PRIu64 ")",
-                       i, VHDX_BAT_OFF(e), size);
-            offs[n++] = VHDX_BAT_OFF(e);
+            if (VHDX_BAT_OFF(e) + len > size)
+                report(&r, "BAT entry %" PRIu64 ": %s at %" PRIu64
+                       " runs past the end of the file (%" PRIu64 ")", i,
+                       vhdx_is_sb_index(g, i) ? "sector bitmap" : "block",
+                       VHDX_BAT_OFF(e), size);
+            ext[n].off = VHDX_BAT_OFF(e);
+            ext[n].len = len;
+            n++;
         }
-        qsort(offs, n, sizeof(*offs), cmp_u64);
+        qsort(ext, n, sizeof(*ext), cmp_extent);
         for (size_t k = 1; k < n; k++)
-            if (offs[k] < offs[k - 1] + vd->p.block_size)
+            if (ext[k].off < ext[k - 1].off + ext[k - 1].len)
                 report(&r, "BAT: blocks at %" PRIu64 " and %" PRIu64
-                       " overlap", offs[k - 1], offs[k]);
+                       " overlap", ext[k - 1].off, ext[k].off);
         /* COMPAT: a fixed disk may hold ZERO blocks (QEMU's
          * block_state_zero); valid per MS-VHDX, so not reported. */
-        free(offs);
+        free(ext);
     }
     rc = r.problems;
 out:

@@ -19,6 +19,8 @@ struct tm_vhdx {
     bool rdonly;
     bool poisoned;
     bool log_replayed;
+    bool have_next_dwg;         /* the next new DataWriteGuid is next_dwg */
+    struct tm_guid next_dwg;
 
     struct vhdx_header hdr;     /* the current header */
     unsigned hdr_slot;          /* 0 or 1: where hdr lives */
@@ -71,6 +73,31 @@ struct tm_vhdx {
 #define VHDX_DIRTY_SB (1ull << 63)
 #define VHDX_SB_SECTORS (VHDX_MiB / VHDX_LOG_SECTOR)
 
+static inline bool
+vhdx_is_sb_index(const struct vhdx_geometry *g, uint64_t idx)
+{
+    return (idx + 1) % (g->chunk_ratio + 1) == 0;
+}
+
+/* The file space BAT entry 'idx' references: a block for a present
+ * payload block (FULLY or PARTIALLY_PRESENT, inside the disk), 1 MiB for
+ * a present sector bitmap, else 0. */
+static inline uint64_t
+vhdx_entry_space(const struct vhdx_geometry *g, const struct vhdx_params *p,
+                 uint64_t idx, uint64_t e)
+{
+    unsigned st = VHDX_BAT_STATE(e);
+
+    if (vhdx_is_sb_index(g, idx))
+        return p->has_parent && st == VHDX_SB_PRESENT ? VHDX_MiB : 0;
+    if (idx - idx / (g->chunk_ratio + 1) >= g->payload_blocks)
+        return 0;
+    if (st == VHDX_PAYLOAD_FULLY_PRESENT ||
+        (p->has_parent && st == VHDX_PAYLOAD_PARTIALLY_PRESENT))
+        return p->block_size;
+    return 0;
+}
+
 /* One metadata item to set by vhdx_meta_rewrite. */
 struct vhdx_meta_item {
     struct tm_guid id;          /* a system item (IsUser = 0) */
@@ -86,6 +113,9 @@ int vhdx_header_update(struct tm_vhdx *vd, bool new_data_guid,
                        const struct tm_guid *log_guid);
 int vhdx_poison(struct tm_vhdx *vd, int rc, const char *what);
 bool vhdx_is_fixed(const struct tm_vhdx *vd);
+/* Frees everything an open handle holds (parents too) without flushing;
+ * the handle stays allocated, not open. */
+void vhdx_release(struct tm_vhdx *vd);
 
 /* rw.c */
 int vhdx_bat_load(struct tm_vhdx *vd, uint64_t file_size);
@@ -99,6 +129,18 @@ int vhdx_bat_set(struct tm_vhdx *vd, uint64_t idx, uint64_t entry);
  * vhdx_begin_modify. */
 int vhdx_write_at(struct tm_vhdx *vd, const void *buf, size_t len,
                   uint64_t off);
+
+/* Sets bit i of 'mask' for every logical sector i of sector-aligned
+ * [off, off + len) that this file defines itself (whatever its parent
+ * holds): every sector of a disk without a parent (inside its size), and
+ * in a differencing disk every sector of a block that is not NOT_PRESENT,
+ * except the clear bits of a PARTIALLY_PRESENT one.  Bits are OR-ed in. */
+int vhdx_defined_mask(struct tm_vhdx *vd, uint64_t off, uint64_t len,
+                      uint8_t *mask);
+
+/* open.c: gives the file DataWriteGuid 'g' now (merge: the value its
+ * child's parent_linkage2 already names). */
+int vhdx_set_data_write_guid(struct tm_vhdx *vd, const struct tm_guid *g);
 
 /* meta.c: replaces the listed system items (adding those the table lacks,
  * removing those with data NULL), keeps every other item as it is,

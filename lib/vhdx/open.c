@@ -72,7 +72,9 @@ vhdx_header_update(struct tm_vhdx *vd, bool new_data_guid,
         if (rc < 0)
             return tm_err_set(&vd->err, rc, "cannot make a GUID");
     }
-    if (new_data_guid) {
+    if (new_data_guid && vd->have_next_dwg) {
+        h.data_write_guid = vd->next_dwg;
+    } else if (new_data_guid) {
         rc = tm_guid_generate(&h.data_write_guid);
         if (rc < 0)
             return tm_err_set(&vd->err, rc, "cannot make a GUID");
@@ -93,9 +95,23 @@ vhdx_header_update(struct tm_vhdx *vd, bool new_data_guid,
         vd->hdr_slot = slot;
     }
     vd->modified = true;
-    if (new_data_guid)
+    if (new_data_guid) {
         vd->data_changed = true;
+        vd->have_next_dwg = false;
+    }
     return 0;
+}
+
+int
+vhdx_set_data_write_guid(struct tm_vhdx *vd, const struct tm_guid *g)
+{
+    int rc = vhdx_begin_modify(vd, false);
+
+    if (rc < 0)
+        return rc;
+    vd->next_dwg = *g;
+    vd->have_next_dwg = true;
+    return vhdx_header_update(vd, true, &vd->hdr.log_guid);
 }
 
 /* Called before anything reaches the file.  The first time, it renews
@@ -269,6 +285,39 @@ read_item(struct tm_vhdx *vd, const struct tm_guid *id, const char *name,
     return 0;
 }
 
+/* MS-VHDX 2.6.2.6: HasParent requires a parent locator (QEMU refuses the
+ * file otherwise too). */
+static int
+read_locator(struct tm_vhdx *vd)
+{
+    const struct vhdx_meta_entry *e =
+        vhdx_meta_find(vd->mt, &VHDX_GUID_PARENT_LOCATOR, false);
+    uint8_t *buf;
+    int rc;
+
+    if (e == NULL || e->len == 0)
+        return tm_err_set(&vd->err, TM_E_CORRUPT,
+                          "metadata: the file is a differencing disk "
+                          "(HasParent) but has no parent locator");
+    buf = malloc(e->len);
+    vd->loc = calloc(1, sizeof(*vd->loc));
+    if (buf == NULL || vd->loc == NULL) {
+        free(buf);
+        return -ENOMEM;
+    }
+    rc = tm_io_pread_all(vd->rd, buf, e->len, vd->meta_off + e->off);
+    if (rc < 0)
+        tm_err_set_at(&vd->err, rc, vd->meta_off + e->off,
+                      "metadata: cannot read the parent locator: %s",
+                      tm_strerror(rc));
+    else
+        rc = vhdx_locator_decode(buf, e->len, vd->loc, &vd->err);
+    if (rc < 0 && rc != -ENOMEM)
+        tm_err_prefix(&vd->err, "metadata");
+    free(buf);
+    return rc;
+}
+
 static int
 read_metadata(struct tm_vhdx *vd)
 {
@@ -322,12 +371,8 @@ read_metadata(struct tm_vhdx *vd)
     rc = vhdx_params_validate(&vd->p, &vd->err);
     if (rc < 0)
         goto out;
-    if (vd->p.has_parent) {
-        rc = tm_err_set(&vd->err, TM_E_UNSUPPORTED,
-                        "differencing disks (HasParent) are not supported "
-                        "yet");
-        goto out;
-    }
+    if (vd->p.has_parent)
+        rc = read_locator(vd);
 out:
     free(buf);
     return rc;
@@ -399,7 +444,29 @@ release(struct tm_vhdx *vd)
     vd->dirty = NULL;
     free(vd->to_punch);
     vd->to_punch = NULL;
+    if (vd->loc != NULL) {
+        vhdx_locator_free(vd->loc);
+        free(vd->loc);
+        vd->loc = NULL;
+    }
+    if (vd->sbm != NULL) {
+        for (uint64_t c = 0; c < vd->sbm_count; c++)
+            free(vd->sbm[c]);
+        free(vd->sbm);
+        vd->sbm = NULL;
+    }
+    vd->sbm_count = 0;
+    tm_vhdx_close(vd->parent);
+    vd->parent = NULL;
+    free(vd->path);
+    vd->path = NULL;
     vd->is_open = false;
+}
+
+void
+vhdx_release(struct tm_vhdx *vd)
+{
+    release(vd);
 }
 
 /* The open procedure of MS-VHDX 3.1, steps in order. */
@@ -508,6 +575,12 @@ open_locked(struct tm_vhdx *vd, unsigned flags)
     rc = vhdx_bat_load(vd, size);
     if (rc < 0)
         return rc;
+    if (vd->p.has_parent) {
+        vd->sbm_count = vd->g.bitmap_blocks;
+        vd->sbm = calloc(vd->sbm_count + 1, sizeof(*vd->sbm));
+        if (vd->sbm == NULL)
+            return -ENOMEM;
+    }
 
     vd->file_size = size;
     vd->durable_size = size;
@@ -522,12 +595,12 @@ open_locked(struct tm_vhdx *vd, unsigned flags)
         if (end > vd->file_end)
             vd->file_end = end;
     }
-    for (uint64_t b = 0; b < vd->g.payload_blocks; b++) {
-        uint64_t e = vd->bat[vhdx_bat_index(&vd->g, b)];
-        uint64_t end = VHDX_BAT_OFF(e) + vd->p.block_size;
+    for (uint64_t i = 0; i < vd->bat_count; i++) {
+        uint64_t e = vd->bat[i];
+        uint64_t len = vhdx_entry_space(&vd->g, &vd->p, i, e);
+        uint64_t end = VHDX_BAT_OFF(e) + len;
 
-        if (VHDX_BAT_STATE(e) == VHDX_PAYLOAD_FULLY_PRESENT &&
-            end > vd->file_end)
+        if (len > 0 && end > vd->file_end)
             vd->file_end = round_up(end, VHDX_MiB);
     }
     vd->is_open = true;
@@ -585,6 +658,44 @@ tm_vhdx_open(struct tm_vhdx *vd, struct tm_io *io, unsigned flags)
 static int
 validate_create(struct tm_vhdx *vd, struct tm_vhdx_create_params *p)
 {
+    const struct tm_vhdx *pa = p->parent;
+
+    if (pa != NULL) {
+        if (!pa->is_open)
+            return tm_err_set(&vd->err, TM_E_INVALID,
+                              "the parent handle is not open");
+        if (p->fixed)
+            return tm_err_set(&vd->err, TM_E_INVALID,
+                              "a differencing disk cannot be fixed");
+        if (p->parent_relative_path == NULL &&
+            p->parent_volume_path == NULL &&
+            p->parent_absolute_path == NULL)
+            return tm_err_set(&vd->err, TM_E_INVALID,
+                              "a differencing disk needs a path to its "
+                              "parent");
+        if (p->virtual_size == 0)
+            p->virtual_size = pa->p.virtual_size;
+        if (p->virtual_size < pa->p.virtual_size)
+            return tm_err_set(&vd->err, TM_E_INVALID,
+                              "virtual size %" PRIu64 " is smaller than "
+                              "the parent's (%" PRIu64 ")", p->virtual_size,
+                              pa->p.virtual_size);
+        if (p->logical_sector != 0 &&
+            p->logical_sector != pa->p.logical_sector)
+            return tm_err_set(&vd->err, TM_E_INVALID,
+                              "logical sector size %" PRIu32 " differs from "
+                              "the parent's (%" PRIu32 ")", p->logical_sector,
+                              pa->p.logical_sector);
+        p->logical_sector = pa->p.logical_sector;
+        if (p->physical_sector == 0)
+            p->physical_sector = pa->p.physical_sector;
+        if (!p->virtual_disk_id_set) {
+            p->virtual_disk_id = pa->p.virtual_disk_id;
+            p->virtual_disk_id_set = true;
+        }
+        if (p->block_size == 0)
+            p->block_size = TM_VHDX_DEFAULT_DIFF_BLOCK_SIZE;
+    }
     if (p->block_size == 0)
         p->block_size = TM_VHDX_DEFAULT_BLOCK_SIZE;
     if (p->logical_sector == 0)
@@ -669,6 +780,7 @@ create_locked(struct tm_vhdx *vd, struct tm_vhdx_create_params *p)
     memset(&vp, 0, sizeof(vp));
     vp.block_size = p->block_size;
     vp.leave_block_allocated = p->fixed;
+    vp.has_parent = p->parent != NULL;
     vp.virtual_size = p->virtual_size;
     vp.logical_sector = p->logical_sector;
     vp.physical_sector = p->physical_sector;
@@ -744,6 +856,30 @@ create_locked(struct tm_vhdx *vd, struct tm_vhdx_create_params *p)
         };
         uint8_t *items;
 
+        uint8_t *loc = NULL;
+        size_t loc_len = 0;
+
+        if (p->parent != NULL) {
+            struct tm_vhdx_locator l;
+
+            memset(&l, 0, sizeof(l));
+            l.linkage = p->parent->hdr.data_write_guid;
+            l.relative_path = (char *)p->parent_relative_path;
+            l.volume_path = (char *)p->parent_volume_path;
+            l.absolute_win32_path = (char *)p->parent_absolute_path;
+            rc = vhdx_locator_encode(&l, &loc, &loc_len);
+            if (rc < 0) {
+                tm_err_set(&vd->err, rc, "cannot encode the parent "
+                           "locator: %s", tm_strerror(rc));
+                goto out;
+            }
+            if (loc_len > VHDX_MiB - 0x10028) {
+                free(loc);
+                rc = tm_err_set(&vd->err, TM_E_INVALID, "the parent "
+                                "locator is too large (%zu bytes)", loc_len);
+                goto out;
+            }
+        }
         memset(buf, 0, VHDX_METADATA_TABLE_BYTES);
         mt->count = 5;
         for (unsigned i = 0; i < 5; i++) {
@@ -752,6 +888,19 @@ create_locked(struct tm_vhdx *vd, struct tm_vhdx_create_params *p)
             mt->e[i].len = lay[i].len;
             mt->e[i].is_virtual_disk = lay[i].vdisk;
             mt->e[i].is_required = true;
+        }
+        /* The locator follows the system items, flags 0x04 as Windows
+         * writes them. */
+        if (loc != NULL) {
+            mt->e[5].id = VHDX_GUID_PARENT_LOCATOR;
+            mt->e[5].off = 0x10028;
+            mt->e[5].len = (uint32_t)loc_len;
+            mt->e[5].is_required = true;
+            mt->count = 6;
+            rc = tm_io_pwrite_all(vd->io, loc, loc_len, meta_off + 0x10028);
+            free(loc);
+            if (rc < 0)
+                goto out_io;
         }
         vhdx_meta_table_encode(mt, buf);
         rc = tm_io_pwrite_all(vd->io, buf, VHDX_METADATA_TABLE_BYTES,
@@ -863,16 +1012,96 @@ tm_vhdx_create(struct tm_vhdx *vd, struct tm_io *io,
 
     if (vd == NULL || params == NULL) {
         tm_io_close(io);
+        if (params != NULL)
+            tm_vhdx_close(params->parent);
         return TM_E_INVALID;
     }
     rc = attach(vd, io);
-    if (rc < 0)
+    if (rc < 0) {
+        tm_vhdx_close(params->parent);
         return rc;
+    }
     p = *params;
     rc = validate_create(vd, &p);
     if (rc == 0)
         rc = create_locked(vd, &p);
+    if (rc == 0 && p.parent != NULL)
+        return detach_on_error(vd, tm_vhdx_attach_parent(vd, p.parent));
+    tm_vhdx_close(p.parent);
     return detach_on_error(vd, rc);
+}
+
+/* ---- parents ------------------------------------------------------------ */
+
+const struct tm_vhdx_locator *
+tm_vhdx_locator(const struct tm_vhdx *vd)
+{
+    return vd->is_open ? vd->loc : NULL;
+}
+
+struct tm_vhdx *
+tm_vhdx_parent(const struct tm_vhdx *vd)
+{
+    return vd->parent;
+}
+
+const char *
+tm_vhdx_path(const struct tm_vhdx *vd)
+{
+    return vd->path;
+}
+
+/* MS-VHDX 2.6.2.6: the parent is the one the child was made from while
+ * its DataWriteGuid is parent_linkage, or parent_linkage2 (set during a
+ * merge before the parent changes). */
+int
+tm_vhdx_attach_parent(struct tm_vhdx *vd, struct tm_vhdx *parent)
+{
+    char want[40], have[40];
+    const struct tm_guid *dwg;
+    int rc = 0;
+
+    tm_err_clear(&vd->err);
+    if (parent == NULL || !parent->is_open)
+        rc = tm_err_set(&vd->err, TM_E_INVALID, "no open parent given");
+    else if (!vd->is_open || !vd->p.has_parent || vd->loc == NULL)
+        rc = tm_err_set(&vd->err, TM_E_INVALID,
+                        "not a differencing disk: it has no parent");
+    else if (vd->parent != NULL)
+        rc = tm_err_set(&vd->err, TM_E_INVALID,
+                        "a parent is attached already");
+    if (rc < 0)
+        goto fail;
+    dwg = &parent->hdr.data_write_guid;
+    if (!tm_guid_equal(dwg, &vd->loc->linkage) &&
+        !(vd->loc->has_linkage2 && tm_guid_equal(dwg, &vd->loc->linkage2))) {
+        tm_guid_format(&vd->loc->linkage, want);
+        tm_guid_format(dwg, have);
+        rc = tm_err_set(&vd->err, TM_E_CHAIN,
+                        "the parent has changed since the child was made: "
+                        "its DataWriteGuid is %s, the child's "
+                        "parent_linkage is %s", have, want);
+        goto fail;
+    }
+    if (parent->p.logical_sector != vd->p.logical_sector) {
+        rc = tm_err_set(&vd->err, TM_E_CHAIN,
+                        "the parent's logical sector size (%" PRIu32 ") "
+                        "differs from the child's (%" PRIu32 ")",
+                        parent->p.logical_sector, vd->p.logical_sector);
+        goto fail;
+    }
+    if (parent->p.virtual_size > vd->p.virtual_size) {
+        rc = tm_err_set(&vd->err, TM_E_CHAIN,
+                        "the parent (%" PRIu64 " bytes) is larger than the "
+                        "child (%" PRIu64 " bytes)", parent->p.virtual_size,
+                        vd->p.virtual_size);
+        goto fail;
+    }
+    vd->parent = parent;
+    return 0;
+fail:
+    tm_vhdx_close(parent);
+    return rc;
 }
 
 /* ---- close ------------------------------------------------------------- */

@@ -5,7 +5,10 @@
  *
  *   byte 0        flags: bit 0 fix the checksums of headers and region
  *                 tables after patching (reaches the deeper parsers),
- *                 bit 1 also open read-write, bit 2 start from a fixed disk
+ *                 bit 1 also open read-write, bit 2 start from a fixed disk,
+ *                 else bit 3 from a differencing child (partial blocks,
+ *                 sector bitmaps, ZERO over parent data; its parent is
+ *                 attached after the open)
  *   then records  u32 offset (LE, taken modulo the file size), u8 length,
  *                 that many bytes to write there
  *
@@ -46,6 +49,44 @@ make_template(bool fixed)
         abort();
     memset(buf, 0xa5, sizeof(buf));
     for (uint64_t off = 0; off < (8u << 20); off += 3u << 20)
+        if (tm_vhdx_write(vd, buf, sizeof(buf), off) != 0)
+            abort();
+    if (tm_vhdx_close(vd) != 0)
+        abort();
+    return mem;
+}
+
+static struct tm_io *parent_tmpl;
+
+/* A child of a dynamic parent with data: partial and full blocks, a ZERO
+ * block, sub-sector writes, so the bitmap and locator parsers run. */
+static struct tm_io *
+make_child_template(void)
+{
+    struct tm_io *mem = tm_io_mem_new();
+    struct tm_vhdx *vd = tm_vhdx_new();
+    struct tm_vhdx *pa = tm_vhdx_new();
+    struct tm_vhdx_create_params p = {
+        .block_size = 1u << 20,
+        .parent_relative_path = ".\\parent.vhdx",
+        .parent_absolute_path = "Z:\\vms\\parent.vhdx",
+    };
+    uint8_t buf[4096];
+
+    parent_tmpl = make_template(false);
+    if (mem == NULL || vd == NULL || pa == NULL ||
+        tm_vhdx_open(pa, tm_io_borrow_new(parent_tmpl), TM_VHDX_RDONLY) != 0)
+        abort();
+    p.parent = pa;
+    if (tm_vhdx_create(vd, tm_io_borrow_new(mem), &p) != 0)
+        abort();
+    memset(buf, 0x5c, sizeof(buf));
+    if (tm_vhdx_write(vd, buf, 1000, 4097) != 0 ||
+        tm_vhdx_write(vd, buf, sizeof(buf), (2u << 20) + 8192) != 0 ||
+        tm_vhdx_discard(vd, 3u << 20, 1u << 20, TM_VHDX_ZERO) != 0 ||
+        tm_vhdx_write(vd, buf, sizeof(buf), 5u << 20) != 0)
+        abort();
+    for (uint64_t off = 6u << 20; off < (7u << 20); off += sizeof(buf))
         if (tm_vhdx_write(vd, buf, sizeof(buf), off) != 0)
             abort();
     if (tm_vhdx_close(vd) != 0)
@@ -101,6 +142,17 @@ exercise(struct tm_io *io, unsigned flags)
         abort();
     if (tm_vhdx_open(vd, tm_io_borrow_new(io), flags) == 0 &&
         tm_vhdx_get_info(vd, &info) == 0) {
+        if (info.has_parent && parent_tmpl != NULL) {
+            struct tm_vhdx *pa = tm_vhdx_new();
+
+            if (pa == NULL)
+                abort();
+            if (tm_vhdx_open(pa, tm_io_borrow_new(parent_tmpl),
+                             TM_VHDX_RDONLY) == 0)
+                (void)tm_vhdx_attach_parent(vd, pa);
+            else
+                tm_vhdx_close(pa);
+        }
         /* Read everything that is allocated, bounded for speed. */
         uint64_t left = info.virtual_size < (64u << 20) ? info.virtual_size
                                                         : 64u << 20;
@@ -133,18 +185,20 @@ exercise(struct tm_io *io, unsigned flags)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static struct tm_io *tmpl[2];
+    static struct tm_io *tmpl[3];
     struct tm_io *io;
     uint64_t fsize;
-    unsigned flags;
+    unsigned flags, kind;
     size_t i = 1;
 
     if (size < 1)
         return 0;
     flags = data[0];
-    if (tmpl[(flags >> 2) & 1] == NULL)
-        tmpl[(flags >> 2) & 1] = make_template((flags >> 2) & 1);
-    io = copy_of(tmpl[(flags >> 2) & 1]);
+    kind = (flags & 4) ? 1 : (flags & 8) ? 2 : 0;
+    if (tmpl[kind] == NULL)
+        tmpl[kind] = kind == 2 ? make_child_template()
+                               : make_template(kind == 1);
+    io = copy_of(tmpl[kind]);
     if (tm_io_size(io, &fsize) != 0)
         abort();
     while (i + 5 <= size) {

@@ -34,6 +34,7 @@ enum tm_vhdx_type {
 #define TM_VHDX_MAX_BLOCK_SIZE (256u << 20)
 #define TM_VHDX_DEFAULT_BLOCK_SIZE (32u << 20)
 #define TM_VHDX_DEFAULT_LOG_SIZE (1u << 20)
+#define TM_VHDX_DEFAULT_DIFF_BLOCK_SIZE (2u << 20)
 
 struct tm_vhdx_create_params {
     uint64_t virtual_size;      /* bytes; multiple of logical_sector */
@@ -175,6 +176,11 @@ struct tm_vhdx_open_opts {
 int tm_vhdx_open_path(struct tm_vhdx *vd, const char *path, unsigned flags,
                       const struct tm_vhdx_open_opts *opts);
 
+/* Finds, opens (read-only, unlocked, without its own parents) and
+ * attaches the parent of a differencing disk opened by path with
+ * no_parent, for walking a chain one link at a time ('vhd info'). */
+int tm_vhdx_open_parent(struct tm_vhdx *vd, const char *parent_path);
+
 /* Creates a differencing disk at 'path' (which must not exist) whose
  * parent is the VHDX at 'parent_path', opened with its chain; the locator
  * gets relative_path and absolute_win32_path computed from the two paths.
@@ -188,6 +194,14 @@ int tm_vhdx_create_child(struct tm_vhdx *vd, const char *path,
  * the log; not a user-visible change (DataWriteGuid stays).  A parent
  * attached before stays attached. */
 int tm_vhdx_set_locator(struct tm_vhdx *vd, const struct tm_vhdx_locator *loc);
+
+/* Set-VHD -ParentPath: points the differencing disk at 'path' to the
+ * parent at 'parent_path' (a moved or renamed chain): rewrites its
+ * locator's paths, and with 'force' also its parent_linkage, which is
+ * needed when the parent has another identity (TM_E_CHAIN otherwise).
+ * Sector and virtual sizes must fit whatever 'force' says. */
+int tm_vhdx_set_parent_path(const char *path, const char *parent_path,
+                            bool force, struct tm_err *err);
 
 /* ---- maintenance (resize.c, optimize.c, merge.c) ------------------------ */
 

@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: MIT */
+/* vhd_chain.c - the verbs of differencing chains: 'vhd discard', 'vhd
+ * merge' (Merge-VHD), 'vhd set-parent' (Set-VHD -ParentPath) and the
+ * chain 'vhd info' shows.  See tidemark-vhd(1). */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+#define VHD_MAN "tidemark-vhd(1)"
+
+enum {
+    OPT_OFFSET,
+    OPT_LENGTH,
+    OPT_UNMAP,
+    OPT_INTO,
+    OPT_FORCE,
+};
+
+static const char *
+kind_name(enum tm_vhdx_type t)
+{
+    return t == TM_VHDX_FIXED ? "fixed"
+           : t == TM_VHDX_DYNAMIC ? "dynamic" : "differencing";
+}
+
+static void
+json_str_or_null(FILE *out, const char *s)
+{
+    if (s == NULL)
+        fputs("null", out);
+    else
+        cli_json_str(out, s);
+}
+
+/* ---- the chain in 'vhd info' -------------------------------------------- */
+
+/* Walks the chain below 'vd' (opened alone, read-only) one link at a
+ * time, so a broken link is shown where it breaks rather than failing
+ * the whole command; prints the locator and one entry per file. */
+void
+vhd_print_chain(FILE *out, struct tm_vhdx *vd, bool json)
+{
+    const struct tm_vhdx_locator *loc = tm_vhdx_locator(vd);
+    char g1[TM_GUID_STR_LEN + 1], g2[TM_GUID_STR_LEN + 1];
+    struct tm_vhdx *h = vd;
+    bool first = true;
+
+    if (loc != NULL) {
+        tm_guid_format(&loc->linkage, g1);
+        tm_guid_format(&loc->linkage2, g2);
+        if (json) {
+            fputs("  \"parent_linkage\": ", out);
+            cli_json_str(out, g1);
+            fputs(",\n  \"parent_linkage2\": ", out);
+            json_str_or_null(out, loc->has_linkage2 ? g2 : NULL);
+            fputs(",\n  \"parent_paths\": {\"relative_path\": ", out);
+            json_str_or_null(out, loc->relative_path);
+            fputs(", \"volume_path\": ", out);
+            json_str_or_null(out, loc->volume_path);
+            fputs(", \"absolute_win32_path\": ", out);
+            json_str_or_null(out, loc->absolute_win32_path);
+            fputs("},\n", out);
+        } else {
+            fprintf(out, "%-26s%s\n", "parent linkage:", g1);
+            if (loc->has_linkage2)
+                fprintf(out, "%-26s%s\n", "parent linkage2:", g2);
+            if (loc->relative_path != NULL)
+                fprintf(out, "%-26s%s\n", "parent relative path:",
+                        loc->relative_path);
+            if (loc->volume_path != NULL)
+                fprintf(out, "%-26s%s\n", "parent volume path:",
+                        loc->volume_path);
+            if (loc->absolute_win32_path != NULL)
+                fprintf(out, "%-26s%s\n", "parent absolute path:",
+                        loc->absolute_win32_path);
+        }
+    }
+    fputs(json ? "  \"chain\": [\n" : "chain:\n", out);
+    for (unsigned depth = 0; h != NULL; depth++) {
+        struct tm_vhdx_info info;
+        const char *link = "none";
+        const char *why = NULL;
+        int rc;
+
+        if (tm_vhdx_get_info(h, &info) < 0)
+            break;
+        if (info.has_parent) {
+            rc = depth >= 256 ? TM_E_CHAIN : tm_vhdx_open_parent(h, NULL);
+            link = rc == 0 ? "ok" : rc == -ENOENT ? "missing"
+                   : rc == TM_E_CHAIN ? "changed" : "error";
+            if (rc < 0)
+                why = depth >= 256 ? "the chain is too deep"
+                                   : tm_vhdx_err(h)->msg;
+        }
+        tm_guid_format(&info.data_write_guid, g1);
+        if (json) {
+            fputs(first ? "    {\"path\": " : ",\n    {\"path\": ", out);
+            json_str_or_null(out, tm_vhdx_path(h));
+            fprintf(out, ", \"type\": \"%s\", \"data_write_guid\": \"%s\", "
+                    "\"link\": \"%s\"", kind_name(info.type), g1, link);
+            if (why != NULL) {
+                fputs(", \"error\": ", out);
+                cli_json_str(out, why);
+            }
+            fputc('}', out);
+        } else {
+            fprintf(out, "  %*s%s (%s): parent %s%s%s\n", (int)depth * 2, "",
+                    tm_vhdx_path(h) ? tm_vhdx_path(h) : "?",
+                    kind_name(info.type), link, why ? ": " : "",
+                    why ? why : "");
+        }
+        first = false;
+        h = tm_vhdx_parent(h);
+    }
+    fputs(json ? "\n  ]\n" : "", out);
+}
+
+/* ---- vhd discard -------------------------------------------------------- */
+
+const struct cli_opt vhd_discard_opts[] = {
+    { "offset", "<offset>", OPT_OFFSET, "first byte (required)" },
+    { "length", "<length>", OPT_LENGTH, "bytes (required)" },
+    { "unmap", NULL, OPT_UNMAP,
+      "mark whole blocks UNMAPPED rather than ZERO" },
+    { NULL, NULL, 0, NULL },
+};
+
+int
+vhd_discard(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct tm_vhdx *vd;
+    struct cli_args a;
+    uint64_t off, len;
+    int status, rc;
+
+    if (!cli_parse(cmd, argc, argv, &a, &status))
+        return status;
+    if (a.npos != 1)
+        return cli_usage(cmd, a.npos == 0 ? "missing <path>"
+                                          : "too many arguments");
+    if (a.opt[OPT_OFFSET] == NULL || a.opt[OPT_LENGTH] == NULL)
+        return cli_usage(cmd, "--offset and --length are required");
+    if (!cli_opt_size(cmd, "offset", a.opt[OPT_OFFSET], &off, &status) ||
+        !cli_opt_size(cmd, "length", a.opt[OPT_LENGTH], &len, &status))
+        return status;
+    status = vhd_open(cmd, a.pos[0], true, &vd);
+    if (status != CLI_EXIT_OK)
+        return status;
+    rc = tm_vhdx_discard(vd, off, len, a.opt[OPT_UNMAP] != NULL
+                         ? TM_VHDX_UNMAP : TM_VHDX_ZERO);
+    if (rc == 0)
+        rc = tm_vhdx_flush(vd);
+    if (rc < 0) {
+        status = cli_fail(cmd, "cannot discard in '%s': %s", a.pos[0],
+                          cli_vhdx_msg(vd, rc));
+        tm_vhdx_close(vd);
+        return status;
+    }
+    rc = tm_vhdx_close(vd);
+    if (rc < 0)
+        return cli_fail(cmd, "cannot close '%s': %s", a.pos[0],
+                        tm_strerror(rc));
+    return CLI_EXIT_OK;
+}
+
+/* ---- vhd merge ---------------------------------------------------------- */
+
+const struct cli_opt vhd_merge_opts[] = {
+    { "into", "<ancestor>", OPT_INTO,
+      "fold the chain down to this ancestor (default: the parent)" },
+    { NULL, NULL, 0, NULL },
+};
+
+int
+vhd_merge(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    struct tm_err err;
+    int status, rc;
+
+    if (!cli_parse(cmd, argc, argv, &a, &status))
+        return status;
+    if (a.npos != 1)
+        return cli_usage(cmd, a.npos == 0 ? "missing <child>"
+                                          : "too many arguments");
+    tm_err_clear(&err);
+    rc = tm_vhdx_merge_path(a.pos[0], a.opt[OPT_INTO], &err);
+    if (rc < 0)
+        return cli_fail(cmd, "cannot merge '%s': %s", a.pos[0],
+                        err.code != 0 ? err.msg : tm_strerror(rc));
+    return CLI_EXIT_OK;
+}
+
+/* ---- vhd set-parent ----------------------------------------------------- */
+
+const struct cli_opt vhd_set_parent_opts[] = {
+    { "force", NULL, OPT_FORCE,
+      "link to a parent with another identity (DataWriteGuid)" },
+    { NULL, NULL, 0, NULL },
+};
+
+int
+vhd_set_parent(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    struct cli_args a;
+    struct tm_err err;
+    int status, rc;
+
+    if (!cli_parse(cmd, argc, argv, &a, &status))
+        return status;
+    if (a.npos != 2)
+        return cli_usage(cmd, a.npos < 2 ? "missing <child> or <parent>"
+                                         : "too many arguments");
+    tm_err_clear(&err);
+    rc = tm_vhdx_set_parent_path(a.pos[0], a.pos[1],
+                                 a.opt[OPT_FORCE] != NULL, &err);
+    if (rc < 0)
+        return cli_fail(cmd, "cannot set the parent of '%s': %s", a.pos[0],
+                        err.code != 0 ? err.msg : tm_strerror(rc));
+    return CLI_EXIT_OK;
+}
