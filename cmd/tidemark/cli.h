@@ -140,4 +140,10 @@ int vhd_discard(const struct cli_cmd *cmd, int argc, char **argv);
 int vhd_merge(const struct cli_cmd *cmd, int argc, char **argv);
 int vhd_set_parent(const struct cli_cmd *cmd, int argc, char **argv);
 
+/* vhd_maint.c: Resize-VHD and Optimize-VHD. */
+extern const struct cli_opt vhd_resize_opts[];
+extern const struct cli_opt vhd_optimize_opts[];
+int vhd_resize(const struct cli_cmd *cmd, int argc, char **argv);
+int vhd_optimize(const struct cli_cmd *cmd, int argc, char **argv);
+
 #endif

@@ -1012,7 +1012,8 @@ static const struct cli_cmd vhd_cmds[] = {
       "[--block-size <size>] [--logical-sector <n>]\n"
       "[--physical-sector <n>] [--log-size <size>]",
       "Create an empty VHDX; an existing file is never overwritten.",
-      "create an empty VHDX", VHD_MAN, new_opts, vhd_new },
+      "create an empty VHDX or a child of one", VHD_MAN, new_opts,
+      vhd_new },
     { "info", "vhd info", "[--json] <path>",
       "Show a VHDX's type, sizes, identifiers and block allocation.",
       "show type, sizes, GUIDs and allocation", VHD_MAN, info_opts,
@@ -1048,6 +1049,14 @@ static const struct cli_cmd vhd_cmds[] = {
       "Point a differencing disk at its parent's new location.",
       "relink a moved chain", VHD_MAN, vhd_set_parent_opts,
       vhd_set_parent },
+    { "resize", "vhd resize", "<path> --size <size> [--parent <path>]",
+      "Change a VHDX's virtual size; shrinking keeps every byte of data.",
+      "grow or shrink the virtual size", VHD_MAN, vhd_resize_opts,
+      vhd_resize },
+    { "optimize", "vhd optimize", "[--json] <path>",
+      "Release zero blocks and compact a dynamic or differencing VHDX.",
+      "release zero blocks, compact the file", VHD_MAN, vhd_optimize_opts,
+      vhd_optimize },
     { "write", "vhd write",
       "<path> --offset <offset>\n"
       "(--pattern <byte> --length <length> | <stdin>)",
@@ -1061,7 +1070,8 @@ static int
 print_noun_help(void)
 {
     printf("usage: %s vhd <verb> [options] <args>\n"
-           "Create, inspect, check and convert VHDX files.\n", CLI_PROG);
+           "Create, inspect, check, convert and merge VHDX files and "
+           "chains.\n", CLI_PROG);
     for (const struct cli_cmd *c = vhd_cmds; c->verb != NULL; c++)
         printf("  %-12s %s\n", c->verb, c->brief);
     printf("  --help       show this help and exit\n"

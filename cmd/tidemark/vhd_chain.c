@@ -7,11 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 
 #define VHD_MAN "tidemark-vhd(1)"
+#define MAX_DEPTH 256
 
 enum {
     OPT_OFFSET,
@@ -49,6 +51,9 @@ vhd_print_chain(FILE *out, struct tm_vhdx *vd, bool json)
     char g1[TM_GUID_STR_LEN + 1], g2[TM_GUID_STR_LEN + 1];
     struct tm_vhdx *h = vd;
     bool first = true;
+    dev_t dev[MAX_DEPTH + 1];
+    ino_t ino[MAX_DEPTH + 1];
+    char loop[600];
 
     if (loc != NULL) {
         tm_guid_format(&loc->linkage, g1);
@@ -81,21 +86,46 @@ vhd_print_chain(FILE *out, struct tm_vhdx *vd, bool json)
         }
     }
     fputs(json ? "  \"chain\": [\n" : "chain:\n", out);
-    for (unsigned depth = 0; h != NULL; depth++) {
+    for (unsigned depth = 0; h != NULL && depth <= MAX_DEPTH; depth++) {
         struct tm_vhdx_info info;
         const char *link = "none";
         const char *why = NULL;
         int rc;
 
+        struct stat st;
+        bool stop = false;
+
         if (tm_vhdx_get_info(h, &info) < 0)
             break;
+        dev[depth] = 0;
+        ino[depth] = 0;
+        if (tm_vhdx_path(h) != NULL && stat(tm_vhdx_path(h), &st) == 0) {
+            dev[depth] = st.st_dev;
+            ino[depth] = st.st_ino;
+        }
         if (info.has_parent) {
-            rc = depth >= 256 ? TM_E_CHAIN : tm_vhdx_open_parent(h, NULL);
+            rc = depth >= MAX_DEPTH ? TM_E_CHAIN
+                                    : tm_vhdx_open_parent(h, NULL);
             link = rc == 0 ? "ok" : rc == -ENOENT ? "missing"
                    : rc == TM_E_CHAIN ? "changed" : "error";
             if (rc < 0)
-                why = depth >= 256 ? "the chain is too deep"
-                                   : tm_vhdx_err(h)->msg;
+                why = depth >= MAX_DEPTH ? "the chain is too deep"
+                                         : tm_vhdx_err(h)->msg;
+        }
+        /* A parent already listed: say so once and stop walking. */
+        if (tm_vhdx_parent(h) != NULL &&
+            stat(tm_vhdx_path(tm_vhdx_parent(h)), &st) == 0) {
+            for (unsigned i = 0; i <= depth; i++) {
+                if (dev[i] == st.st_dev && ino[i] == st.st_ino) {
+                    snprintf(loop, sizeof(loop), "the chain loops: '%s' is "
+                             "its own ancestor",
+                             tm_vhdx_path(tm_vhdx_parent(h)));
+                    link = "loop";
+                    why = loop;
+                    stop = true;
+                    break;
+                }
+            }
         }
         tm_guid_format(&info.data_write_guid, g1);
         if (json) {
@@ -115,7 +145,7 @@ vhd_print_chain(FILE *out, struct tm_vhdx *vd, bool json)
                     why ? why : "");
         }
         first = false;
-        h = tm_vhdx_parent(h);
+        h = stop ? NULL : tm_vhdx_parent(h);
     }
     fputs(json ? "\n  ]\n" : "", out);
 }

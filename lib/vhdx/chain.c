@@ -473,6 +473,16 @@ tm_vhdx_set_parent_path(const char *path, const char *parent_path,
                         "disk", path);
         goto out;
     }
+    /* The child is part of the chain to check for loops. */
+    {
+        struct stat st;
+
+        if (stat(path, &st) == 0) {
+            seen->dev[0] = st.st_dev;
+            seen->ino[0] = st.st_ino;
+            seen->n = 1;
+        }
+    }
     rc = open_chain(pa, parent_path, TM_VHDX_RDONLY, NULL, LOCK_SHARED,
                     seen);
     if (rc < 0) {

@@ -151,6 +151,20 @@ int vhdx_set_data_write_guid(struct tm_vhdx *vd, const struct tm_guid *g);
 int vhdx_meta_rewrite(struct tm_vhdx *vd, const struct vhdx_meta_item *set,
                       size_t n);
 
+/* meta.c: vhdx_meta_rewrite, and with 'rt' non-NULL both region-table
+ * copies set to 'rt' in the same log entry (resize's BAT move).  The
+ * metadata region must not move.  Afterwards vd->rt, vd->bat_off and
+ * vd->bat_len follow 'rt'; the caller updates what depends on the BAT
+ * (vd->bat, vd->g). */
+int vhdx_meta_rewrite_rt(struct tm_vhdx *vd, const struct vhdx_meta_item *set,
+                         size_t n, const struct vhdx_region_table *rt);
+
+/* resize.c: truncates the file after the last referenced byte (rounded
+ * up to 1 MiB), crash safe: an empty log entry recording the new size is
+ * made durable first, so a replay never finds the file shorter than its
+ * log says.  Nothing may be pending (dirty BAT sectors, punches). */
+int vhdx_truncate_unused(struct tm_vhdx *vd);
+
 /* locator.c: the parent locator item and the path forms it stores. */
 int vhdx_locator_decode(const uint8_t *buf, size_t len,
                         struct tm_vhdx_locator *out, struct tm_err *err);

@@ -15,14 +15,6 @@
 
 #include "engine.h"
 
-/* Belongs in engine.h (the lead moves it there): vhdx_meta_rewrite, and
- * in the same log entry, when 'rt' is not NULL, both region-table copies
- * replaced by 'rt'.  The metadata region must not move.  Afterwards
- * vd->rt, vd->bat_off and vd->bat_len follow 'rt'; the caller updates
- * what depends on the BAT (vd->bat, vd->g). */
-int vhdx_meta_rewrite_rt(struct tm_vhdx *vd, const struct vhdx_meta_item *set,
-                         size_t n, const struct vhdx_region_table *rt);
-
 #define SECTOR VHDX_LOG_SECTOR
 
 static uint64_t

@@ -19,10 +19,8 @@
 
 #include "engine.h"
 
-/* resize.c; belongs in engine.h. */
-int vhdx_truncate_unused(struct tm_vhdx *vd);
-
 #define COPY_BYTES (4u << 20)           /* copy buffer */
+#define FIRST_PEEK (64u << 10)          /* first read of a zero check */
 #define BATCH_MOVES 64                  /* moves per commit */
 #define BATCH_BYTES (256ull << 20)      /* bytes copied per commit */
 
@@ -150,8 +148,10 @@ zero_blocks(struct tm_vhdx *vd, struct tm_vhdx_optimize_stats *st)
         }
         vis = vd->p.virtual_size - b * bs < bs ? vd->p.virtual_size - b * bs
                                                : bs;
-        for (uint64_t pos = 0; pos < vis && zero; pos += cap) {
-            size_t n = vis - pos < cap ? (size_t)(vis - pos) : cap;
+        /* A small first read: most blocks with data show it early. */
+        for (uint64_t pos = 0, step = FIRST_PEEK; pos < vis && zero;
+             pos += step, step = cap) {
+            size_t n = vis - pos < step ? (size_t)(vis - pos) : (size_t)step;
 
             rc = read_file(vd, buf, n, VHDX_BAT_OFF(e) + pos);
             if (rc < 0)
@@ -160,9 +160,11 @@ zero_blocks(struct tm_vhdx *vd, struct tm_vhdx_optimize_stats *st)
         }
         if (!zero)
             continue;
-        rc = punch_later(vd, VHDX_BAT_OFF(e));
+        /* The entry first: a punch must never be queued for a block the
+         * BAT still references. */
+        rc = set_entry(vd, i, VHDX_BAT_ENTRY(VHDX_PAYLOAD_ZERO, 0));
         if (rc == 0)
-            rc = set_entry(vd, i, VHDX_BAT_ENTRY(VHDX_PAYLOAD_ZERO, 0));
+            rc = punch_later(vd, VHDX_BAT_OFF(e));
         if (rc == 0)
             st->blocks_zeroed++;
     }
@@ -397,8 +399,12 @@ tm_vhdx_optimize(struct tm_vhdx *vd, struct tm_vhdx_optimize_stats *st)
         rc = compact(vd, st);
     if (rc == 0)
         rc = vhdx_truncate_unused(vd);
-    if (rc < 0)
+    if (rc < 0) {
+        if (vd->err.code == 0)
+            tm_err_set(&vd->err, rc, "cannot optimize: %s",
+                       tm_strerror(rc));
         return rc;
+    }
     rc = tm_io_size(vd->io, &size);
     if (rc < 0)
         return tm_err_set(&vd->err, rc, "cannot get the file size: %s",

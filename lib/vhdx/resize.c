@@ -33,14 +33,6 @@
 
 #include "engine.h"
 
-/* meta.c; belongs in engine.h. */
-int vhdx_meta_rewrite_rt(struct tm_vhdx *vd, const struct vhdx_meta_item *set,
-                         size_t n, const struct vhdx_region_table *rt);
-/* Defined here, used by optimize.c too; belongs in engine.h.  Truncates
- * the file after its last referenced byte (rounded up to 1 MiB), crash
- * safe.  Nothing may be pending (dirty BAT sectors, punches). */
-int vhdx_truncate_unused(struct tm_vhdx *vd);
-
 #define ZBUF_BYTES VHDX_MiB
 
 static uint64_t
@@ -111,18 +103,21 @@ runs_add(struct runs *rs, uint64_t off, uint64_t len)
     rs->head = (rs->head + 1) % RING;
 }
 
-/* Index of the last non-zero byte of p[0, n), or false. */
+static bool
+is_zero(const uint8_t *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+/* Index of the last non-zero byte of p[0, n), or false.  Whole pieces
+ * are tested with memcmp, which is fast, before any byte is looked at. */
 static bool
 last_nonzero(const uint8_t *p, size_t n, size_t *at)
 {
-    while (n >= 8) {
-        uint64_t w;
-
-        memcpy(&w, p + n - 8, 8);
-        if (w != 0)
-            break;
-        n -= 8;
-    }
+    if (is_zero(p, n))
+        return false;
+    while (n > 4096 && is_zero(p + n - 4096, 4096))
+        n -= 4096;
     while (n > 0) {
         if (p[n - 1] != 0) {
             *at = n - 1;
@@ -200,6 +195,8 @@ out:
 int
 tm_vhdx_min_size(struct tm_vhdx *vd, uint64_t *out)
 {
+    int rc;
+
     *out = 0;
     tm_err_clear(&vd->err);
     if (!vd->is_open)
@@ -207,10 +204,14 @@ tm_vhdx_min_size(struct tm_vhdx *vd, uint64_t *out)
     if (vd->poisoned)
         return tm_err_set(&vd->err, TM_E_POISONED,
                           "an earlier write failed; reopen the file");
-    return min_size_locked(vd, out);
+    rc = min_size_locked(vd, out);
+    if (rc < 0 && vd->err.code == 0)
+        tm_err_set(&vd->err, rc, "cannot find where the data ends: %s",
+                   tm_strerror(rc));
+    return rc;
 }
 
-/* ---- shared with optimize.c ------------------------------------------------ */
+/* ---- shared with optimize.c -------------------------------------------- */
 
 /* The end of the last byte anything references: the header section, the
  * log, every region, every present block and sector bitmap. */
@@ -275,6 +276,23 @@ vhdx_truncate_unused(struct tm_vhdx *vd)
 }
 
 /* ---- resize -------------------------------------------------------------- */
+
+/* Queues file space for vhdx_bat_commit to punch after its commit. */
+static int
+punch_later(struct tm_vhdx *vd, uint64_t off)
+{
+    if (vd->npunch == vd->punch_cap) {
+        size_t cap = vd->punch_cap ? vd->punch_cap * 2 : 16;
+        uint64_t *t = realloc(vd->to_punch, cap * sizeof(*t));
+
+        if (t == NULL)
+            return -ENOMEM;
+        vd->to_punch = t;
+        vd->punch_cap = cap;
+    }
+    vd->to_punch[vd->npunch++] = off;
+    return 0;
+}
 
 /* Commits the dirty BAT sectors once they fill a log entry. */
 static int
@@ -660,28 +678,20 @@ shrink(struct tm_vhdx *vd, uint64_t new_size)
 
         if (e == 0)
             continue;
-        if (is_payload_index(&g2, i)) {
-            if (is_present(e)) {
-                if (vd->npunch == vd->punch_cap) {
-                    size_t cap = vd->punch_cap ? vd->punch_cap * 2 : 16;
-                    uint64_t *t = realloc(vd->to_punch, cap * sizeof(*t));
-
-                    if (t == NULL) {
-                        rc = -ENOMEM;
-                        goto out;
-                    }
-                    vd->to_punch = t;
-                    vd->punch_cap = cap;
-                }
-                vd->to_punch[vd->npunch++] = VHDX_BAT_OFF(e);
-            }
-        } else {
-            if (i / (g2.chunk_ratio + 1) < g2.bitmap_blocks)
-                continue;               /* the last live chunk's bitmap */
-            if (VHDX_BAT_STATE(e) == VHDX_SB_PRESENT)
-                sb_punch[nsb++] = VHDX_BAT_OFF(e);
-        }
+        if (!is_payload_index(&g2, i) &&
+            i / (g2.chunk_ratio + 1) < g2.bitmap_blocks)
+            continue;                   /* the last live chunk's bitmap */
+        /* The entry first: a punch is never queued for space the BAT
+         * still references. */
         rc = vhdx_bat_set(vd, i, 0);
+        if (rc < 0)
+            goto out;
+        if (is_payload_index(&g2, i) && is_present(e)) {
+            rc = punch_later(vd, VHDX_BAT_OFF(e));
+        } else if (!is_payload_index(&g2, i) &&
+                   VHDX_BAT_STATE(e) == VHDX_SB_PRESENT) {
+            sb_punch[nsb++] = VHDX_BAT_OFF(e);
+        }
         if (rc == 0)
             rc = commit_if_full(vd);
         if (rc < 0)
@@ -714,6 +724,7 @@ int
 tm_vhdx_resize(struct tm_vhdx *vd, uint64_t new_size)
 {
     uint32_t ss;
+    int rc;
 
     tm_err_clear(&vd->err);
     if (!vd->is_open)
@@ -734,7 +745,10 @@ tm_vhdx_resize(struct tm_vhdx *vd, uint64_t new_size)
                           "logical sector size %" PRIu32, new_size, ss);
     if (new_size == vd->p.virtual_size)
         return 0;
-    if (new_size > vd->p.virtual_size)
-        return grow(vd, new_size);
-    return shrink(vd, new_size);
+    rc = new_size > vd->p.virtual_size ? grow(vd, new_size)
+                                       : shrink(vd, new_size);
+    if (rc < 0 && vd->err.code == 0)
+        tm_err_set(&vd->err, rc, "cannot resize to %" PRIu64 " bytes: %s",
+                   new_size, tm_strerror(rc));
+    return rc;
 }
