@@ -851,9 +851,9 @@ power_cut_during_optimize(void **state)
     free_scenario(sc);
 }
 
-/* A differencing child: partial blocks with a sector bitmap, whole
- * blocks, zero and unmapped blocks; optimize moves blocks and the bitmap
- * down; growing makes the new blocks ZERO and zeroes the old last
+/* A differencing child: partial blocks with a sector bitmap (made with
+ * the child, at the start of the payload), whole blocks, zero and
+ * unmapped blocks; optimize moves blocks down; growing makes the new blocks ZERO and zeroes the old last
  * block's tail through the bitmap; shrinking stops at the parent. */
 static void
 power_cut_during_diff_maintenance(void **state)
@@ -908,6 +908,10 @@ power_cut_during_diff_maintenance(void **state)
     add_op(sc, OP_RESIZE, psize + 3 * MiB, 0, 0);           /* shrink */
     add_op(sc, OP_OPTIMIZE, 0, 0, 0);
     add_op(sc, OP_RESIZE, psize + 9 * MiB + 512, 0, 0);
+    add_op(sc, OP_WRITE, 17 * MiB + 100, 2000, 6);          /* 8 partial */
+    add_op(sc, OP_WRITE, 21 * MiB, 1536, 7);                /* grown part */
+    add_op(sc, OP_DISCARD, 15 * MiB, MiB, 0);               /* 7: ZERO */
+    add_op(sc, OP_OPTIMIZE, 0, 0, 0);
     sc->qemu = false;               /* QEMU has no differencing disks */
     sc->stride = 2;
     sc->min_points = 150;

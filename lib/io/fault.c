@@ -10,7 +10,14 @@
  * of a sector land while a newer one is lost, as a reordering disk does.
  *
  * Replaying the whole list on each read costs O(pending operations); the
- * layers above flush often, so the list stays short. */
+ * layers above flush often, so the list stays short.
+ *
+ * The counter, the action and the fired/failing/dead state live in a
+ * fault domain shared by every wrapper made in it, so one power cut can
+ * hit several files at once (a differencing chain, a merge writing two).
+ * A wrapper made by tm_io_fault_new has a domain of its own.  The domain
+ * is reference-counted: its creator and each member hold one reference,
+ * so a member's queries keep working after tm_fault_domain_free. */
 #include <errno.h>
 #include <stdlib.h>
 
@@ -23,14 +30,26 @@ struct pending {
     uint8_t *data;              /* WRITE: 'len' bytes, owned */
 };
 
-struct fault_io {
-    struct tm_io io;            /* first: the table pointer */
-    struct tm_io *inner;        /* borrowed */
+struct fault_io;
+
+struct tm_fault_domain {
     struct tm_fault f;
-    uint64_t count;             /* operations counted so far */
+    uint64_t count;             /* operations counted so far, all members */
     bool fired;
     bool failing;               /* ERROR with 'sticky' has fired */
     bool dead;                  /* the power has been cut */
+    unsigned refs;              /* the creator's, if not freed, + members */
+    unsigned joined;            /* members ever made: each one's ordinal */
+    struct fault_io **members;  /* open members, in no particular order */
+    size_t n_members;
+    size_t cap_members;
+};
+
+struct fault_io {
+    struct tm_io io;            /* first: the table pointer */
+    struct tm_io *inner;        /* borrowed */
+    struct tm_fault_domain *d;  /* one reference held */
+    unsigned ordinal;           /* 0 for the domain's first member */
     struct pending *ops;
     size_t n_ops;
     size_t cap_ops;
@@ -52,13 +71,17 @@ pending_free(struct fault_io *fi)
     fi->n_ops = 0;
 }
 
-/* Drops the first 'n' pending operations (they reached 'inner'). */
+/* Drops the first 'n' pending operations (they reached 'inner').  With
+ * nothing pending, 'ops' may still be NULL: memmove must not see it. */
 static void
 pending_shift(struct fault_io *fi, size_t n)
 {
+    if (n == 0)
+        return;
     for (size_t i = 0; i < n; i++)
         free(fi->ops[i].data);
-    memmove(fi->ops, fi->ops + n, (fi->n_ops - n) * sizeof(*fi->ops));
+    if (fi->n_ops > n)
+        memmove(fi->ops, fi->ops + n, (fi->n_ops - n) * sizeof(*fi->ops));
     fi->n_ops -= n;
 }
 
@@ -105,7 +128,7 @@ xorshift64(uint64_t *state)
     return x;
 }
 
-/* Writes the part of 'op' in [off, end) to inner, sector by sector. */
+/* Writes the part of 'op' in [off, end) to inner. */
 static void
 land_range(struct fault_io *fi, const struct pending *op, uint64_t off,
            uint64_t end)
@@ -115,37 +138,107 @@ land_range(struct fault_io *fi, const struct pending *op, uint64_t off,
                                (size_t)(end - off), off);
 }
 
-/* The power goes out: the pending list is lost, except (with a seed) a
- * random subset of the pending writes' sectors, applied in order as a
- * reordering disk might have.  'torn' is the write in flight at the cut
- * (TEAR), whose first sectors land after the rest.  Errors from 'inner'
- * are ignored: the operation that cut the power fails anyway. */
+/* Lands the sectors of write 'op' that the xorshift stream 'state'
+ * picks (one draw per sector, odd = lands), in one read and one write of
+ * the span from the first landed sector to the last: the sectors between
+ * them that do not land are written back as they were, so 'inner' ends up
+ * the same as with a write per sector, and a copy-on-write view wrapped
+ * here is not fed thousands of 512-byte writes.  Out of memory, it falls
+ * back to a write per sector. */
+static void
+land_subset(struct fault_io *fi, const struct pending *op, uint64_t *state)
+{
+    uint64_t end = op->off + op->len;
+    uint64_t first_sec = op->off / IO_SECTOR_BYTES;
+    size_t n = (size_t)((end - 1) / IO_SECTOR_BYTES - first_sec + 1);
+    uint8_t *pick = malloc(n);
+    uint64_t a = 0, b = 0;
+    uint8_t *buf;
+
+    for (size_t k = 0; k < n; k++) {
+        uint64_t s = (first_sec + k) * IO_SECTOR_BYTES;
+        uint64_t next = s + IO_SECTOR_BYTES;
+        bool lands = (xorshift64(state) & 1) != 0;
+
+        if (s < op->off)
+            s = op->off;
+        if (next > end)
+            next = end;
+        if (pick == NULL) {
+            if (lands)
+                land_range(fi, op, s, next);
+            continue;
+        }
+        pick[k] = lands;
+        if (lands && b == 0)
+            a = s;
+        if (lands)
+            b = next;
+    }
+    if (pick == NULL || b == 0) {
+        free(pick);
+        return;
+    }
+    buf = malloc((size_t)(b - a));
+    if (buf == NULL || io_read_or_zero(fi->inner, buf, (size_t)(b - a),
+                                       a) < 0) {
+        free(buf);
+        buf = NULL;
+    }
+    for (size_t k = 0; k < n; k++) {
+        uint64_t s = (first_sec + k) * IO_SECTOR_BYTES;
+        uint64_t next = s + IO_SECTOR_BYTES;
+
+        if (s < op->off)
+            s = op->off;
+        if (next > end)
+            next = end;
+        if (!pick[k] || s < a || next > b)
+            continue;
+        if (buf != NULL)
+            memcpy(buf + (s - a), op->data + (s - op->off),
+                   (size_t)(next - s));
+        else
+            land_range(fi, op, s, next);
+    }
+    if (buf != NULL)
+        (void)tm_io_pwrite_all(fi->inner, buf, (size_t)(b - a), a);
+    free(buf);
+    free(pick);
+}
+
+/* The xorshift state of member 'ordinal' for a domain seed: the seed
+ * itself for the first member (so a private domain behaves as before),
+ * a different non-zero stream for each later one. */
+static uint64_t
+member_seed(uint64_t seed, unsigned ordinal)
+{
+    uint64_t s = seed ^ (uint64_t)ordinal * 0x9e3779b97f4a7c15ull;
+
+    return s != 0 ? s : seed;
+}
+
+/* The power goes out for one member: its pending list is lost, except
+ * (with a seed) a random subset of the pending writes' sectors, applied
+ * in order as a reordering disk might have.  'torn' is the write in
+ * flight at the cut (TEAR), whose first sectors land after the rest.
+ * Errors from 'inner' are ignored: the operation that cut the power
+ * fails anyway. */
 static void
 power_cut(struct fault_io *fi, const struct pending *torn)
 {
-    if (fi->f.seed != 0) {
-        uint64_t state = fi->f.seed;
+    const struct tm_fault *f = &fi->d->f;
 
-        for (size_t i = 0; i < fi->n_ops; i++) {
-            const struct pending *op = &fi->ops[i];
-            uint64_t end = op->off + op->len;
+    if (f->seed != 0) {
+        uint64_t state = member_seed(f->seed, fi->ordinal);
 
-            if (op->kind != TM_IO_WRITE)
-                continue;
-            for (uint64_t s = op->off; s < end;) {
-                uint64_t next = (s / IO_SECTOR_BYTES + 1) * IO_SECTOR_BYTES;
-
-                if (next > end)
-                    next = end;
-                if (xorshift64(&state) & 1)
-                    land_range(fi, op, s, next);
-                s = next;
-            }
-        }
+        for (size_t i = 0; i < fi->n_ops; i++)
+            if (fi->ops[i].kind == TM_IO_WRITE && fi->ops[i].len > 0)
+                land_subset(fi, &fi->ops[i], &state);
     }
-    if (torn != NULL && fi->f.tear_sectors > 0) {
+    if (torn != NULL && f->tear_sectors > 0) {
         uint64_t first = torn->off / IO_SECTOR_BYTES;
-        uint64_t stop = (first + fi->f.tear_sectors) * IO_SECTOR_BYTES;
+        uint64_t stop = (first + f->tear_sectors) * IO_SECTOR_BYTES;
 
         land_range(fi, torn, torn->off,
                    stop < torn->off + torn->len ? stop
@@ -153,7 +246,18 @@ power_cut(struct fault_io *fi, const struct pending *torn)
     }
     (void)tm_io_flush(fi->inner);
     pending_free(fi);
-    fi->dead = true;
+}
+
+/* The power goes out for the whole domain: every open member loses what
+ * no flush covered; 'fi', whose operation fired, may have a torn write. */
+static void
+power_cut_domain(struct fault_io *fi, const struct pending *torn)
+{
+    struct tm_fault_domain *d = fi->d;
+
+    for (size_t i = 0; i < d->n_members; i++)
+        power_cut(d->members[i], d->members[i] == fi ? torn : NULL);
+    d->dead = true;
 }
 
 /* Called at the start of every operation.  Returns 0 to go ahead or the
@@ -161,33 +265,34 @@ power_cut(struct fault_io *fi, const struct pending *torn)
 static int
 fault_check(struct fault_io *fi, unsigned kind, const struct pending *torn)
 {
-    bool counted = (fi->f.ops & kind) != 0;
-    int err = fi->f.err != 0 ? -fi->f.err : -EIO;
+    struct tm_fault_domain *d = fi->d;
+    bool counted = (d->f.ops & kind) != 0;
+    int err = d->f.err != 0 ? -d->f.err : -EIO;
 
-    if (fi->dead)
+    if (d->dead)
         return -EIO;
     if (!counted)
         return 0;
-    fi->count++;
-    if (fi->f.action != TM_FAULT_NONE && fi->count == fi->f.after &&
-        !fi->fired) {
-        fi->fired = true;
-        switch (fi->f.action) {
+    d->count++;
+    if (d->f.action != TM_FAULT_NONE && d->count == d->f.after &&
+        !d->fired) {
+        d->fired = true;
+        switch (d->f.action) {
         case TM_FAULT_NONE:
             break;
         case TM_FAULT_ERROR:
-            if (fi->f.sticky)
-                fi->failing = true;
+            if (d->f.sticky)
+                d->failing = true;
             return err;
         case TM_FAULT_TEAR:
-            power_cut(fi, kind == TM_IO_WRITE ? torn : NULL);
+            power_cut_domain(fi, kind == TM_IO_WRITE ? torn : NULL);
             return -EIO;
         case TM_FAULT_POWER_CUT:
-            power_cut(fi, NULL);
+            power_cut_domain(fi, NULL);
             return -EIO;
         }
     }
-    if (fi->failing)
+    if (d->failing)
         return err;
     return 0;
 }
@@ -381,18 +486,37 @@ fault_size(struct tm_io *io, uint64_t *size)
     struct fault_io *fi = to_fault(io);
 
     *size = 0;
-    if (fi->dead)
+    if (fi->d->dead)
         return -EIO;
     return fault_size_now(fi, size);
 }
 
+static void
+domain_unref(struct tm_fault_domain *d)
+{
+    if (--d->refs > 0)
+        return;
+    free(d->members);
+    free(d);
+}
+
 /* CRASH: closing without a flush loses the pending operations, exactly
- * as a crash would; 'inner' stays open for the test to inspect. */
+ * as a crash would; 'inner' stays open for the test to inspect.  The
+ * wrapper leaves its domain, whose later power cut no longer reaches
+ * it. */
 static void
 fault_close(struct tm_io *io)
 {
     struct fault_io *fi = to_fault(io);
+    struct tm_fault_domain *d = fi->d;
 
+    for (size_t i = 0; i < d->n_members; i++) {
+        if (d->members[i] == fi) {
+            d->members[i] = d->members[--d->n_members];
+            break;
+        }
+    }
+    domain_unref(d);
     pending_free(fi);
     free(fi->ops);
     free(fi);
@@ -411,21 +535,80 @@ static const struct tm_io_ops fault_ops = {
     .close = fault_close,
 };
 
+struct tm_fault_domain *
+tm_fault_domain_new(const struct tm_fault *f)
+{
+    struct tm_fault_domain *d = calloc(1, sizeof(*d));
+
+    if (d == NULL)
+        return NULL;
+    if (f != NULL)
+        d->f = *f;
+    d->refs = 1;
+    return d;
+}
+
+void
+tm_fault_domain_free(struct tm_fault_domain *d)
+{
+    if (d != NULL)
+        domain_unref(d);
+}
+
+bool
+tm_fault_domain_fired(const struct tm_fault_domain *d)
+{
+    return d != NULL && d->fired;
+}
+
+uint64_t
+tm_fault_domain_count(const struct tm_fault_domain *d)
+{
+    return d != NULL ? d->count : 0;
+}
+
 struct tm_io *
-tm_io_fault_new(struct tm_io *inner, const struct tm_fault *f)
+tm_io_fault_new_in(struct tm_io *inner, struct tm_fault_domain *d)
 {
     struct fault_io *fi;
 
-    if (inner == NULL)
+    if (inner == NULL || d == NULL)
         return NULL;
+    if (d->n_members == d->cap_members) {
+        size_t cap = d->cap_members == 0 ? 4 : d->cap_members * 2;
+        struct fault_io **m = realloc(d->members, cap * sizeof(*m));
+
+        if (m == NULL)
+            return NULL;
+        d->members = m;
+        d->cap_members = cap;
+    }
     fi = calloc(1, sizeof(*fi));
     if (fi == NULL)
         return NULL;
     fi->io.ops = &fault_ops;
     fi->inner = inner;
-    if (f != NULL)
-        fi->f = *f;
+    fi->d = d;
+    fi->ordinal = d->joined++;
+    d->refs++;
+    d->members[d->n_members++] = fi;
     return &fi->io;
+}
+
+struct tm_io *
+tm_io_fault_new(struct tm_io *inner, const struct tm_fault *f)
+{
+    struct tm_fault_domain *d;
+    struct tm_io *io;
+
+    if (inner == NULL)
+        return NULL;
+    d = tm_fault_domain_new(f);
+    if (d == NULL)
+        return NULL;
+    io = tm_io_fault_new_in(inner, d);
+    tm_fault_domain_free(d);            /* the wrapper holds the last ref */
+    return io;
 }
 
 bool
@@ -433,7 +616,7 @@ tm_io_fault_fired(struct tm_io *io)
 {
     if (io == NULL || io->ops != &fault_ops)
         return false;
-    return to_fault(io)->fired;
+    return to_fault(io)->d->fired;
 }
 
 uint64_t
@@ -441,5 +624,5 @@ tm_io_fault_count(struct tm_io *io)
 {
     if (io == NULL || io->ops != &fault_ops)
         return 0;
-    return to_fault(io)->count;
+    return to_fault(io)->d->count;
 }

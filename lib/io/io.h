@@ -153,8 +153,39 @@ struct tm_fault {
  * is not closed with it.  Writes are held back from 'inner' until a flush
  * (reads see them), so that a power cut can drop them; after a cut,
  * 'inner' holds exactly the durable state.  Returns NULL when out of
- * memory. */
+ * memory.  The wrapper has a fault domain of its own (below). */
 struct tm_io *tm_io_fault_new(struct tm_io *inner, const struct tm_fault *f);
+
+/* A fault domain: one counter and one struct tm_fault shared by several
+ * fault wrappers, for faults that hit several files at once (a chain is
+ * several files; a merge writes two).  Every counted operation of any
+ * member advances the one counter; when it reaches 'after' the action
+ * fires once for the domain.  A POWER_CUT (or TEAR) cuts every member
+ * open at that moment: each drops what no flush of its own covered (with
+ * a seed, each lands its own pseudo-random subset: the first member uses
+ * 'seed' as a private wrapper does, later ones streams derived from it
+ * and their order of creation), only the firing write is torn, and every
+ * later operation of every member, including one made afterwards, fails
+ * with -EIO.  A sticky ERROR fails every later counted operation of every
+ * member.  A flush still makes durable only its own member's writes.
+ *
+ * tm_fault_domain_new copies *f (NULL: no fault, a plain shared volatile
+ * cache) and returns the caller's reference, or NULL when out of memory.
+ * tm_fault_domain_free drops that reference (accepts NULL); each member
+ * holds one too, so the domain lives until its last member is closed and
+ * tm_io_fault_fired/count keep working on members meanwhile. */
+struct tm_fault_domain;
+struct tm_fault_domain *tm_fault_domain_new(const struct tm_fault *f);
+void tm_fault_domain_free(struct tm_fault_domain *d);
+/* Wraps 'inner' (borrowed, as tm_io_fault_new) as a new member of 'd'.
+ * Returns NULL when out of memory or when 'inner' or 'd' is NULL. */
+struct tm_io *tm_io_fault_new_in(struct tm_io *inner,
+                                 struct tm_fault_domain *d);
+/* Whether the domain's fault has fired, and how many operations its
+ * members counted.  A NULL domain: false and 0. */
+bool tm_fault_domain_fired(const struct tm_fault_domain *d);
+uint64_t tm_fault_domain_count(const struct tm_fault_domain *d);
+
 /* A copy-on-write view over 'inner' (borrowed, never written): writes
  * and size changes stay in memory and reads see them; flush is a no-op.
  * Read-only VHDX opens replay a dirty log into one.  NULL when out of
@@ -166,7 +197,9 @@ struct tm_io *tm_io_overlay_new(struct tm_io *inner);
  * keep it.  NULL when out of memory. */
 struct tm_io *tm_io_borrow_new(struct tm_io *inner);
 
-/* Whether the fault has fired, and how many operations were counted. */
+/* Whether the fault has fired, and how many operations were counted, in
+ * the domain of fault wrapper 'io' (all members agree); false and 0 for
+ * other backends. */
 bool tm_io_fault_fired(struct tm_io *io);
 uint64_t tm_io_fault_count(struct tm_io *io);
 

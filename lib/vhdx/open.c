@@ -755,12 +755,76 @@ write_zeros(struct tm_io *io, uint64_t off, uint64_t len)
     return rc;
 }
 
+/* A child larger than its parent: what lies past the parent's end reads
+ * zeros, and readers must not look for it in the parent (7-Zip and
+ * libvhdi fail there).  So the blocks wholly past it are ZERO, and the
+ * block the parent's end cuts gets its own copy: the parent's part, then
+ * zeros.  Written before the headers, like the rest of create. */
+static int
+past_parent(struct tm_vhdx *vd, const struct tm_vhdx_create_params *p,
+            const struct vhdx_geometry *g, uint64_t bat_off,
+            uint64_t data_off, uint64_t end)
+{
+    uint64_t bs = p->block_size;
+    uint64_t ps = p->parent->p.virtual_size;
+    uint64_t first = (ps + bs - 1) / bs;
+    uint64_t idx = vhdx_bat_index(g, first);
+    uint8_t *buf = calloc(1, bs > 65536 ? bs : 65536);
+    int rc = 0;
+
+    if (buf == NULL)
+        return -ENOMEM;
+    if (ps % bs != 0) {
+        uint64_t blk = ps / bs;
+        uint8_t e[8];
+
+        rc = tm_vhdx_read(p->parent, buf, (size_t)(ps - blk * bs),
+                          blk * bs);
+        if (rc < 0) {
+            tm_err_set(&vd->err, rc, "cannot read the parent: %s",
+                       p->parent->err.msg);
+            goto out;
+        }
+        rc = tm_io_pwrite_all(vd->io, buf, bs, end);
+        tm_put_le64(e, VHDX_BAT_ENTRY(VHDX_PAYLOAD_FULLY_PRESENT, end));
+        if (rc == 0)
+            rc = tm_io_pwrite_all(vd->io, e, 8,
+                                  bat_off + vhdx_bat_index(g, blk) * 8);
+        if (rc < 0)
+            goto out;
+    }
+    /* Entries from the first block past the parent to the BAT's end, a
+     * sector-sized piece at a time; bitmap slots keep their entries. */
+    while (idx < g->bat_entries_write && rc == 0) {
+        size_t n = 0;
+        uint64_t start = idx;
+
+        for (; n < 65536 / 8 && idx < g->bat_entries_write; n++, idx++) {
+            uint64_t v = 0;
+
+            if (vhdx_is_sb_index(g, idx))
+                v = VHDX_BAT_ENTRY(VHDX_SB_PRESENT,
+                                   data_off + idx / (g->chunk_ratio + 1) *
+                                              VHDX_MiB);
+            else if (idx - idx / (g->chunk_ratio + 1) < g->payload_blocks)
+                v = VHDX_BAT_ENTRY(VHDX_PAYLOAD_ZERO, 0);
+            tm_put_le64(buf + n * 8, v);
+        }
+        rc = tm_io_pwrite_all(vd->io, buf, n * 8, bat_off + start * 8);
+    }
+out:
+    free(buf);
+    return rc;
+}
+
 /* Layout, as Windows writes it in spirit: header section, log at 1 MiB,
  * metadata (1 MiB) after the log, BAT after the metadata, then payload.
  * Every structure is 1 MiB aligned; the BAT holds SB * (R + 1) entries,
  * so even a partial last chunk has its sector-bitmap slot.  CRASH: the
- * headers are written last, after a flush; until then the file is not a
- * VHDX at all, so a crash during create never leaves a half-valid one. */
+ * headers come after a flush of everything else, and the file type
+ * identifier after a flush of the headers; until it lands the file is
+ * not a VHDX at all, so a crash during create never leaves a half-valid
+ * one. */
 static int
 create_locked(struct tm_vhdx *vd, struct tm_vhdx_create_params *p)
 {
@@ -811,15 +875,6 @@ create_locked(struct tm_vhdx *vd, struct tm_vhdx_create_params *p)
         goto out;
     }
 
-    /* File type identifier. */
-    if (p->creator == NULL) {
-        snprintf(creator, sizeof(creator), "tidemark %s", TM_VERSION_STRING);
-        p->creator = creator;
-    }
-    vhdx_fti_encode(p->creator, buf);
-    rc = tm_io_pwrite_all(vd->io, buf, VHDX_FTI_BYTES, VHDX_FTI_OFF);
-    if (rc < 0)
-        goto out_io;
 
     /* Both region tables, identical, Required = 1. */
     rt->count = 2;
@@ -956,6 +1011,28 @@ create_locked(struct tm_vhdx *vd, struct tm_vhdx_create_params *p)
                             g.payload_blocks * (uint64_t)p->block_size);
         if (rc < 0)
             goto out_io;
+    } else if (p->parent != NULL) {
+        /* COMPAT: every chunk gets its sector bitmap now, all clear (the
+         * file stays sparse: 1 MiB of hole per 4 GiB of disk at 512-byte
+         * sectors).  libvhdi consults the bitmap of any block that is not
+         * FULLY_PRESENT and, for a chunk without one, takes the file's
+         * first bytes as its bitmap. */
+        uint8_t e[8];
+
+        for (uint64_t k = 0; k < g.bitmap_blocks && rc == 0; k++) {
+            tm_put_le64(e, VHDX_BAT_ENTRY(VHDX_SB_PRESENT,
+                                          data_off + k * VHDX_MiB));
+            rc = tm_io_pwrite_all(vd->io, e, 8,
+                                  bat_off + vhdx_sb_index(&g, k) * 8);
+        }
+        if (rc == 0)
+            rc = tm_io_truncate(vd->io, data_off +
+                                g.bitmap_blocks * VHDX_MiB);
+        if (rc == 0 && vp.virtual_size > p->parent->p.virtual_size)
+            rc = past_parent(vd, p, &g, bat_off, data_off,
+                             data_off + g.bitmap_blocks * VHDX_MiB);
+        if (rc < 0)
+            goto out_io;
     } else {
         rc = tm_io_truncate(vd->io, data_off);
         if (rc < 0)
@@ -988,6 +1065,20 @@ create_locked(struct tm_vhdx *vd, struct tm_vhdx_create_params *p)
             goto out_io;
     }
     rc = tm_io_flush(vd->io);
+    if (rc < 0)
+        goto out_io;
+    /* The file type identifier last: its signature is what makes the file
+     * a VHDX, so a disk that reorders writes can never show a VHDX with
+     * one header missing. */
+    if (p->creator == NULL) {
+        snprintf(creator, sizeof(creator), "tidemark %s", TM_VERSION_STRING);
+        p->creator = creator;
+    }
+    memset(buf, 0, VHDX_FTI_BYTES);
+    vhdx_fti_encode(p->creator, buf);
+    rc = tm_io_pwrite_all(vd->io, buf, VHDX_FTI_BYTES, VHDX_FTI_OFF);
+    if (rc == 0)
+        rc = tm_io_flush(vd->io);
     if (rc < 0)
         goto out_io;
     rc = open_locked(vd, 0);

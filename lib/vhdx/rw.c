@@ -245,6 +245,17 @@ vhdx_bat_commit(struct tm_vhdx *vd)
     size_t n = 0;
     int rc = 0;
 
+    if (vd->ndirty > 0 && vd->p.has_parent) {
+        /* CRASH: in a differencing disk the data must be durable before
+         * the log entry that points at it can be.  A dynamic disk's new
+         * block reads zeros before and after its data lands, but a
+         * child's reads its parent's data before: were the entry to
+         * survive a power cut without the data, the sectors would read
+         * neither old nor new. */
+        rc = tm_io_flush(vd->io);
+        if (rc < 0)
+            return vhdx_poison(vd, rc, "flush before a BAT update");
+    }
     if (vd->ndirty > 0) {
         qsort(vd->dirty, vd->ndirty, sizeof(*vd->dirty), cmp_u64);
         u = malloc(vd->ndirty * sizeof(*u));
@@ -930,6 +941,30 @@ write_zeros_at(struct tm_vhdx *vd, uint64_t foff, uint64_t len)
     return 0;
 }
 
+/* COMPAT: a block leaving the bitmap's care (ZERO, UNMAPPED) has its bits
+ * cleared, so libvhdi, which consults the bitmap of every block that is
+ * not FULLY_PRESENT, reads the parent there (its known deviation) rather
+ * than bytes of this file.  Not needed by MS-VHDX: write_partial clears
+ * them again before a block becomes partial. */
+static int
+clear_block_bits(struct tm_vhdx *vd, uint64_t blk)
+{
+    uint64_t chunk = blk / vd->g.chunk_ratio;
+    uint64_t first, count;
+    uint8_t *m;
+    int rc;
+
+    if (VHDX_BAT_STATE(vd->bat[vhdx_sb_index(&vd->g, chunk)]) !=
+        VHDX_SB_PRESENT)
+        return 0;
+    rc = load_bitmap(vd, chunk, &m);
+    if (rc < 0)
+        return rc;
+    block_sectors(vd, blk, &first, &count);
+    return bits_set(vd, chunk, first,
+                    vd->p.block_size / vd->p.logical_sector, false);
+}
+
 /* Zeros over a differencing disk's parent-backed range, through the
  * write path (which sets bitmap bits). */
 static int
@@ -1009,6 +1044,8 @@ tm_vhdx_discard(struct tm_vhdx *vd, uint64_t off, uint64_t len,
                         return rc;
                 }
                 rc = vhdx_bat_set(vd, idx, VHDX_BAT_ENTRY(want, 0));
+                if (rc == 0 && vd->p.has_parent)
+                    rc = clear_block_bits(vd, blk);
                 if (rc < 0)
                     return rc;
                 meta = true;

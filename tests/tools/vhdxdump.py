@@ -10,9 +10,12 @@ census and log scan are all done here in pure Python.
     vhdxdump.py --json FILE           the same facts as JSON
     vhdxdump.py --get PATH FILE       one field of the JSON (dotted path,
                                       list indices allowed: headers.0.seq)
-    vhdxdump.py --check-canonical FILE
+    vhdxdump.py --check-canonical [--differencing] FILE
                                       assert tidemark's writer rules; prints
                                       one line per violated rule, exit 1
+                                      (--differencing: the file must be a
+                                      differencing disk; its rules are
+                                      checked whenever HasParent is set)
     vhdxdump.py --apply-log ...       read every structure after the headers
                                       through the replayed active log
                                       sequence (in memory; file untouched)
@@ -327,7 +330,27 @@ def parse_locator(b):
         if k in loc["entries"]:
             loc["problems"].append("duplicate key %r" % k)
         loc["entries"][k] = v
+    # The linkage GUIDs, normalised (compare parsed GUIDs, not strings):
+    # None when the key is absent, "invalid" when it does not parse.
+    for key, name in (("parent_linkage", "linkage"),
+                      ("parent_linkage2", "linkage2")):
+        v = loc["entries"].get(key)
+        loc[name] = None if v is None else parse_guid_text(v)
     return loc
+
+
+def parse_guid_text(v):
+    """'{6B29FC40-CA47-1067-B31D-00DD010662DA}' (braces and case optional)
+    -> the lower-case dashed form, or "invalid"."""
+    t = v.strip()
+    if t.startswith("{") and t.endswith("}"):
+        t = t[1:-1]
+    if len(t) != 36:
+        return "invalid"
+    try:
+        return str(uuid.UUID(t))
+    except ValueError:
+        return "invalid"
 
 
 def parse_metadata(img, off, length):
@@ -830,7 +853,8 @@ def layout_problems(r, size):
 # ---- canonical writer rules -------------------------------------------------
 
 
-def canonical_failures(r):
+def canonical_failures(r, want_diff=False):
+    """tidemark's writer rules; want_diff: the file must be differencing."""
     f = []
     hs = r["headers"]
     for h in hs:
@@ -920,7 +944,9 @@ def canonical_failures(r):
         if set(bat["census"]["sb"]) - {"SB_NOT_PRESENT"}:
             f.append("sector bitmap entries %s without a parent"
                      % bat["census"]["sb"])
-    if md.get("leave_block_allocated"):
+    if md.get("has_parent") or "parent_locator" in md or want_diff:
+        f += differencing_failures(r, want_diff)
+    if md.get("leave_block_allocated") and not md.get("has_parent"):
         fp = bat["census"]["payload"].get("FULLY_PRESENT", 0)
         if fp != bat["payload_blocks"]:
             f.append("fixed file: %d of %d blocks FULLY_PRESENT (%s)"
@@ -931,6 +957,59 @@ def canonical_failures(r):
     for o in objects(r):
         if o[0] % MiB:
             f.append("%s at %#x not 1 MiB aligned" % (o[2], o[0]))
+    return f
+
+
+PATH_KEYS = ("relative_path", "volume_path", "absolute_win32_path")
+
+
+def differencing_failures(r, want_diff):
+    """Writer rules of a differencing disk (reference sections 6 and 8):
+    HasParent set, a VHDX-type locator with a parent_linkage GUID and a
+    path, no LeaveBlockAllocated, a present sector bitmap for every chunk
+    holding a PARTIALLY_PRESENT block (FileOffsetMB 0 for non-present
+    states and the SB*(R+1) BAT size are checked for every file)."""
+    f = []
+    md = r["metadata"]
+    bat = r["bat"]
+    hp = md.get("has_parent")
+    loc = md.get("parent_locator")
+    if want_diff and not hp:
+        f.append("differencing: HasParent not set")
+    if not hp:
+        if loc is not None:
+            f.append("differencing: parent locator without HasParent")
+        return f
+    if md.get("leave_block_allocated"):
+        f.append("differencing: LeaveBlockAllocated set with HasParent")
+    if loc is None:
+        f.append("differencing: HasParent without a parent locator")
+    else:
+        if not loc["type_ok"]:
+            f.append("differencing: locator type %s is not VHDX"
+                     % loc["type"])
+        if loc["problems"]:
+            f.append("differencing: locator: " + "; ".join(loc["problems"]))
+        if loc.get("linkage") is None:
+            f.append("differencing: locator has no parent_linkage")
+        elif loc["linkage"] == "invalid":
+            f.append("differencing: parent_linkage %r is not a GUID"
+                     % loc["entries"]["parent_linkage"])
+        if loc.get("linkage2") == "invalid":
+            f.append("differencing: parent_linkage2 %r is not a GUID"
+                     % loc["entries"]["parent_linkage2"])
+        if not any(loc["entries"].get(k) for k in PATH_KEYS):
+            f.append("differencing: locator holds no parent path")
+    if bat and "chunk_ratio" in bat:
+        r_ = bat["chunk_ratio"]
+        partial = sorted({b["block"] // r_ for b in bat["present_blocks"]
+                          if b["state"] == "PARTIALLY_PRESENT"})
+        have = {s["chunk"] for s in bat["present_bitmaps"]}
+        miss = [k for k in partial if k not in have]
+        if miss:
+            f.append("differencing: chunk(s) %s hold PARTIALLY_PRESENT "
+                     "blocks but no present sector bitmap"
+                     % miss[:8])
     return f
 
 
@@ -1038,6 +1117,9 @@ def main(argv):
     ap.add_argument("--get", action="append", default=[],
                     help="print one JSON field (dotted path)")
     ap.add_argument("--check-canonical", action="store_true")
+    ap.add_argument("--differencing", action="store_true",
+                    help="with --check-canonical: the file must be a "
+                    "differencing disk")
     ap.add_argument("--apply-log", action="store_true",
                     help="read structures through the replayed log")
     a = ap.parse_args(argv)
@@ -1048,7 +1130,7 @@ def main(argv):
         return 1
     pub = public(r)
     if a.check_canonical:
-        fails = canonical_failures(r)
+        fails = canonical_failures(r, a.differencing)
         for x in fails:
             print("non-canonical: %s" % x)
         if not fails:
