@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh - tidemark's main job today, on a sample disk: create a dynamic
-# VHDX, write to it, convert it to raw and back, show what it holds, and
-# let qemu-img (an independent reader) confirm the bytes.
+# VHDX, write to it, convert it to raw and back, show what it holds, take
+# a differencing child (a checkpoint), write into it and merge it back,
+# and let qemu-img and 7-Zip (independent readers) confirm the bytes.
 set -euo pipefail
 tm=${TIDEMARK:-build/cmd/tidemark/tidemark}
 tm=$(cd "$(dirname "$tm")" && pwd)/$(basename "$tm")
@@ -34,11 +35,28 @@ step "tidemark vhd info sample.vhdx"
 step "tidemark vhd check sample.vhdx"
 "$tm" vhd check sample.vhdx
 
+step "tidemark vhd new sample-1.avhdx --parent sample.vhdx   (a checkpoint)"
+"$tm" vhd new sample-1.avhdx --parent sample.vhdx
+printf 'written after the checkpoint\n' |
+  "$tm" vhd write sample-1.avhdx --offset 1M
+"$tm" vhd read sample-1.avhdx --offset 1M --length 29
+"$tm" vhd info sample-1.avhdx | sed -n '/^parent linkage/,$p'
+"$tm" vhd cat sample-1.avhdx > child.raw
+if command -v 7zz >/dev/null; then
+  7zz x -tVHDX -y -o7z sample-1.avhdx >/dev/null
+  cmp 7z/sample-1.img child.raw && echo "7-Zip reads the chain the same"
+fi
+
+step "tidemark vhd merge sample-1.avhdx   (fold it into sample.vhdx)"
+"$tm" vhd merge sample-1.avhdx
+cmp <("$tm" vhd cat sample.vhdx) child.raw && echo "sample.vhdx now holds the checkpoint's bytes"
+"$tm" vhd convert sample.vhdx merged.raw
+
 if command -v qemu-img >/dev/null; then
   step "independent check: qemu-img reads our files"
   qemu-img check sample.vhdx
-  qemu-img compare -f vhdx -F raw sample.vhdx sample.raw
-  qemu-img compare -f vhdx -F vhdx sample.vhdx back.vhdx
+  qemu-img compare -f vhdx -F raw sample.vhdx merged.raw
+  qemu-img compare -f vhdx -F raw back.vhdx sample.raw
 fi
 echo
 echo "demo: done"
