@@ -50,6 +50,12 @@ struct tm_vhdx {
     uint64_t *dirty;
     size_t ndirty;
     size_t dirty_cap;
+    /* One bit per metadata sector: already in 'dirty' (BAT sector s at
+     * bit 2s, bitmap sector c * 256 + k at bit 2(c * 256 + k) + 1), so
+     * random writes that keep touching the same sectors count each once
+     * towards a log entry's worth. */
+    uint8_t *dirty_seen;
+    size_t dirty_seen_len;
     /* File ranges to punch once the BAT no longer points at them. */
     uint64_t *to_punch;
     size_t npunch;

@@ -442,6 +442,10 @@ release(struct tm_vhdx *vd)
     vd->bat = NULL;
     free(vd->dirty);
     vd->dirty = NULL;
+    vd->ndirty = 0;
+    free(vd->dirty_seen);
+    vd->dirty_seen = NULL;
+    vd->dirty_seen_len = 0;
     free(vd->to_punch);
     vd->to_punch = NULL;
     if (vd->loc != NULL) {

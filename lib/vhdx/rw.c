@@ -205,10 +205,28 @@ out:
 
 /* Records that a metadata sector (a VHDX_DIRTY_SB-tagged bitmap sector or
  * a BAT sector) must be committed. */
+static uint64_t
+seen_bit(uint64_t d)
+{
+    return (d & VHDX_DIRTY_SB) ? (d & ~VHDX_DIRTY_SB) * 2 + 1 : d * 2;
+}
+
 static int
 mark_dirty_raw(struct tm_vhdx *vd, uint64_t d)
 {
-    if (vd->ndirty > 0 && vd->dirty[vd->ndirty - 1] == d)
+    uint64_t bit = seen_bit(d);
+
+    if (bit / 8 >= vd->dirty_seen_len) {
+        size_t len = (size_t)(bit / 8) * 2 + 64;
+        uint8_t *n = realloc(vd->dirty_seen, len);
+
+        if (n == NULL)
+            return -ENOMEM;
+        memset(n + vd->dirty_seen_len, 0, len - vd->dirty_seen_len);
+        vd->dirty_seen = n;
+        vd->dirty_seen_len = len;
+    }
+    if (vd->dirty_seen[bit / 8] & (1u << (bit % 8)))
         return 0;
     if (vd->ndirty == vd->dirty_cap) {
         size_t cap = vd->dirty_cap ? vd->dirty_cap * 2 : 64;
@@ -220,7 +238,20 @@ mark_dirty_raw(struct tm_vhdx *vd, uint64_t d)
         vd->dirty_cap = cap;
     }
     vd->dirty[vd->ndirty++] = d;
+    vd->dirty_seen[bit / 8] |= (uint8_t)(1u << (bit % 8));
     return 0;
+}
+
+/* Forgets the dirty list (after a commit, or when a caller drops it). */
+static void
+dirty_clear(struct tm_vhdx *vd)
+{
+    for (size_t i = 0; i < vd->ndirty; i++) {
+        uint64_t bit = seen_bit(vd->dirty[i]);
+
+        vd->dirty_seen[bit / 8] &= (uint8_t)~(1u << (bit % 8));
+    }
+    vd->ndirty = 0;
 }
 
 /* Records that the BAT sector holding entry 'idx' must be committed. */
@@ -297,7 +328,7 @@ vhdx_bat_commit(struct tm_vhdx *vd)
             goto out;
         }
         vd->durable_size = vd->file_size;
-        vd->ndirty = 0;
+        dirty_clear(vd);
     }
     for (size_t i = 0; i < vd->npunch; i++) {
         /* Best effort: the space is unreferenced whether or not it is
