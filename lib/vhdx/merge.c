@@ -12,6 +12,8 @@
  *      parent_linkage2 in the child's locator (with parent_linkage set to
  *      the ancestor's current GUID), and only then is the ancestor's
  *      header changed to it: before and after, one of the two matches.
+ *      Then parent_linkage becomes the new GUID too, for readers that
+ *      ignore parent_linkage2 (7-Zip).
  * A merge cut short is simply run again: every step is idempotent. */
 #include <errno.h>
 #include <inttypes.h>
@@ -157,6 +159,24 @@ tm_vhdx_merge(struct tm_vhdx *top, unsigned levels)
     rc = vhdx_set_data_write_guid(anc, &g);
     if (rc < 0) {
         top->err = anc->err;
+        return rc;
+    }
+    /* Then parent_linkage itself: readers that ignore parent_linkage2
+     * (7-Zip) follow the chain again while the data is copied, and after
+     * a crash. */
+    memset(&loc, 0, sizeof(loc));
+    rc = vhdx_locator_copy(&loc, child->loc);
+    if (rc < 0)
+        return tm_err_set(&top->err, rc, "%s", tm_strerror(rc));
+    loc.linkage = g;
+    loc.has_linkage2 = false;
+    rc = tm_vhdx_set_locator(child, &loc);
+    vhdx_locator_free(&loc);
+    if (rc == 0)
+        rc = tm_vhdx_flush(child);
+    if (rc < 0) {
+        top->err = child->err;
+        tm_err_prefix(&top->err, "setting parent_linkage");
         return rc;
     }
 
