@@ -2,7 +2,8 @@
 # The two commands of the quick start, on a fresh Debian bookworm as root:
 #   make demo    install what is missing, build, run the sample job
 #   make check   install what is missing, build, run every test
-# Also: make bench, make fuzz [FUZZ_SECONDS=60], make asan-check.
+# Also: make bench, make bench-diff, make fuzz [FUZZ_SECONDS=60],
+# make asan-check.
 
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -15,7 +16,8 @@ TEST_PKGS = qemu-utils 7zip libvhdi-utils python3-libvhdi python3 perl
 FUZZ_PKGS = clang libclang-rt-14-dev
 BENCH_PKGS = qemu-utils bc
 
-.PHONY: all build deps test-deps check demo bench fuzz asan-check clean
+.PHONY: all build deps test-deps check demo bench bench-diff fuzz asan-check \
+        clean
 
 all: build
 
@@ -52,6 +54,13 @@ demo: test-deps build
 bench: test-deps build
 	$(call apt_install,$(BENCH_PKGS))
 	TIDEMARK=$(BUILD)/cmd/tidemark/tidemark bash bench/convert.sh
+
+# Writing into a differencing child and merging it, against the parent
+# alone (docs/benchmarks.md).  BENCH_DIR=/dev/shm for tmpfs, BENCH_QUICK=1
+# for a smoke run.
+bench-diff: build
+	$(call apt_install,$(BENCH_PKGS))
+	DIFFBENCH=$(BUILD)/bench/diffbench bash bench/diff.sh
 
 # The suite again under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan-check: test-deps
