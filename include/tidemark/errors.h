@@ -24,6 +24,14 @@ enum tm_err_code {
     TM_E_LOCKED = -4106,        /* another program has the file open */
     TM_E_CHAIN = -4107,         /* a differencing disk's parent is missing,
                                  * changed or does not fit */
+    TM_E_RCT_INVALID_ID = -4108, /* malformed or unknown change-tracking
+                                  * ID (ERROR_VHD_INVALID_CHANGE_TRACKING_ID) */
+    TM_E_RCT_DISABLED = -4109,  /* change tracking is off for the disk */
+    TM_E_RCT_MISSING = -4110,   /* the ID's history is gone (aged out;
+                                 * MISSING_CHANGE_TRACKING_INFORMATION) */
+    TM_E_RCT_RESET = -4111,     /* tracking was reset since the ID: a
+                                 * foreign write, a resize, lost sidecars */
+    TM_E_RCT_OTHER_DISK = -4112, /* the ID belongs to another disk */
 };
 
 /* A static string naming 'code' (a tm_err_code or -errno); never NULL. */

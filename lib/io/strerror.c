@@ -32,6 +32,16 @@ project_strerror(int code)
         return "injected fault";
     case TM_E_LOCKED:
         return "file is in use by another program (locked)";
+    case TM_E_RCT_INVALID_ID:
+        return "not a change-tracking ID of this disk";
+    case TM_E_RCT_DISABLED:
+        return "change tracking is disabled";
+    case TM_E_RCT_MISSING:
+        return "change-tracking information for that ID is gone";
+    case TM_E_RCT_RESET:
+        return "change tracking was reset since that ID";
+    case TM_E_RCT_OTHER_DISK:
+        return "that change-tracking ID belongs to another disk";
     case TM_E_CHAIN:
         return "broken differencing chain (parent missing, changed or "
                "mismatched)";

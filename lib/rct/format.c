@@ -1,0 +1,488 @@
+/* SPDX-License-Identifier: MIT */
+/* format.c - decode and encode of the .rct header slots and body, the
+ * .mrt header and bitmap sectors (docs/formats/rct.md), and of RCT IDs.
+ * Pure functions of their buffers: no I/O, inputs never modified, every
+ * field validated with a message that names it. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rct_int.h"
+
+static const uint8_t RCT_SIG[8] = { 't', 'm', 'r', 'c', 't', 0, 0, 1 };
+static const uint8_t MRT_SIG[8] = { 't', 'm', 'm', 'r', 't', 0, 0, 1 };
+
+/* CRC-32C of buf[0, len) with the 4 bytes at 'field' taken as zero. */
+static uint32_t
+crc_with_zero_field(const uint8_t *buf, size_t len, size_t field)
+{
+    static const uint8_t zero[4];
+    uint32_t crc;
+
+    crc = tm_crc32c(0, buf, field);
+    crc = tm_crc32c(crc, zero, sizeof(zero));
+    return tm_crc32c(crc, buf + field + 4, len - field - 4);
+}
+
+/* ---- .rct header slot -------------------------------------------------- */
+
+int
+rct_header_decode(const uint8_t *buf, size_t len, struct rct_header *h,
+                  struct tm_err *err)
+{
+    uint32_t version;
+
+    memset(h, 0, sizeof(*h));
+    if (len < RCT_SLOT_BYTES)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct header: %zu bytes, need 4096", len);
+    if (memcmp(buf, RCT_SIG, sizeof(RCT_SIG)) != 0)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct header: signature is not 'tmrct'");
+    if (tm_le32(buf + 8) != crc_with_zero_field(buf, RCT_SLOT_BYTES, 8))
+        return tm_err_set(err, TM_E_CORRUPT, "rct header: bad checksum");
+    version = tm_le32(buf + 12);
+    if (version != RCT_VERSION)
+        return tm_err_set(err, TM_E_UNSUPPORTED,
+                          "rct header: format version %" PRIu32
+                          " (this tidemark knows 1)", version);
+    h->seq = tm_le64(buf + 16);
+    memcpy(h->lineage.b, buf + 24, 16);
+    memcpy(h->data_write_guid.b, buf + 40, 16);
+    h->virtual_size = tm_le64(buf + 56);
+    h->granularity = tm_le32(buf + 64);
+    h->flags = tm_le32(buf + 68);
+    h->body_off = tm_le64(buf + 72);
+    h->body_len = tm_le64(buf + 80);
+    h->body_crc = tm_le32(buf + 88);
+    h->epoch = tm_le16(buf + 92);
+    h->next_counter = tm_le32(buf + 94);
+
+    if (h->seq == 0)
+        return tm_err_set(err, TM_E_CORRUPT, "rct header: sequence is 0");
+    if (tm_guid_is_zero(&h->lineage))
+        return tm_err_set(err, TM_E_CORRUPT, "rct header: lineage is zero");
+    if (h->virtual_size == 0 || h->virtual_size > RCT_MAX_VIRTUAL_SIZE)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct header: virtual size %" PRIu64
+                          " outside 1..64 TiB", h->virtual_size);
+    if (!rct_is_pow2(h->granularity) ||
+        h->granularity < TM_RCT_MIN_GRANULARITY ||
+        h->granularity > TM_RCT_MAX_GRANULARITY)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct header: granularity %" PRIu32
+                          " is not a power of two in 4 KiB..2 MiB",
+                          h->granularity);
+    if ((h->flags & ~RCT_FLAGS_KNOWN) != 0)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct header: unknown flags 0x%" PRIx32, h->flags);
+    if (h->body_off < RCT_BODY_MIN_OFF || h->body_off % 4096 != 0)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct header: body offset %" PRIu64
+                          " is not a 4 KiB multiple >= 8192", h->body_off);
+    if (h->body_len > rct_body_max_len(rct_div_up(h->virtual_size,
+                                                  h->granularity)) ||
+        h->body_len < 24)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct header: body length %" PRIu64
+                          " impossible for the disk", h->body_len);
+    if (h->epoch == 0 || h->epoch > RCT_MAX_EPOCH)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct header: current epoch %u outside 1..65534",
+                          (unsigned)h->epoch);
+    if (h->next_counter == 0)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct header: next ID counter is 0");
+    return 0;
+}
+
+void
+rct_header_encode(const struct rct_header *h, uint8_t *buf)
+{
+    memset(buf, 0, RCT_SLOT_BYTES);
+    memcpy(buf, RCT_SIG, sizeof(RCT_SIG));
+    tm_put_le32(buf + 12, RCT_VERSION);
+    tm_put_le64(buf + 16, h->seq);
+    memcpy(buf + 24, h->lineage.b, 16);
+    memcpy(buf + 40, h->data_write_guid.b, 16);
+    tm_put_le64(buf + 56, h->virtual_size);
+    tm_put_le32(buf + 64, h->granularity);
+    tm_put_le32(buf + 68, h->flags);
+    tm_put_le64(buf + 72, h->body_off);
+    tm_put_le64(buf + 80, h->body_len);
+    tm_put_le32(buf + 88, h->body_crc);
+    tm_put_le16(buf + 92, h->epoch);
+    tm_put_le32(buf + 94, h->next_counter);
+    tm_put_le32(buf + 8, tm_crc32c(0, buf, RCT_SLOT_BYTES));
+}
+
+/* ---- .rct body --------------------------------------------------------- */
+
+uint64_t
+rct_body_max_len(uint64_t granules)
+{
+    return 4 + (uint64_t)RCT_MAX_HISTORY * RCT_HIST_ENTRY_BYTES + 4 +
+           (uint64_t)RCT_MAX_FORMER * RCT_FORMER_ENTRY_BYTES + 16 +
+           granules * RCT_RUN_BYTES;
+}
+
+int
+rct_body_decode(const uint8_t *buf, size_t len, const struct rct_header *h,
+                struct rct_body *b, uint16_t *gens, struct tm_err *err)
+{
+    uint64_t granules = rct_div_up(h->virtual_size, h->granularity);
+    uint64_t next_granule = 0;
+    size_t pos = 0;
+    int rc = TM_E_CORRUPT;
+
+    memset(b, 0, sizeof(*b));
+    if (len != h->body_len)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct body: %zu bytes, header says %" PRIu64, len,
+                          h->body_len);
+    if (tm_crc32c(0, buf, len) != h->body_crc)
+        return tm_err_set(err, TM_E_CORRUPT, "rct body: bad checksum");
+
+    /* History. */
+    if (len - pos < 4)
+        return tm_err_set(err, rc, "rct body: ends in the history count");
+    b->nhist = tm_le32(buf + pos);
+    pos += 4;
+    if (b->nhist > RCT_MAX_HISTORY ||
+        (uint64_t)b->nhist * RCT_HIST_ENTRY_BYTES > len - pos)
+        return tm_err_set(err, rc, "rct body: history count %" PRIu32
+                          " too large", b->nhist);
+    if (b->nhist > 0) {
+        b->hist = malloc(b->nhist * sizeof(*b->hist));
+        if (b->hist == NULL)
+            return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < b->nhist; i++, pos += RCT_HIST_ENTRY_BYTES) {
+        struct rct_hist *e = &b->hist[i];
+
+        e->counter = tm_le32(buf + pos);
+        e->epoch = tm_le16(buf + pos + 4);
+        if (e->counter == 0 || e->counter >= h->next_counter) {
+            tm_err_set(err, rc, "rct body: history entry %" PRIu32
+                       " counter %" PRIu32 " outside 1..next counter %"
+                       PRIu32, i, e->counter, h->next_counter);
+            goto out_free;
+        }
+        if (e->epoch >= h->epoch) {
+            tm_err_set(err, rc, "rct body: history entry %" PRIu32
+                       " epoch %u not below the current epoch %u", i,
+                       (unsigned)e->epoch, (unsigned)h->epoch);
+            goto out_free;
+        }
+        if (i > 0 && (e->counter <= b->hist[i - 1].counter ||
+                      e->epoch < b->hist[i - 1].epoch)) {
+            tm_err_set(err, rc, "rct body: history entry %" PRIu32
+                       " not ascending", i);
+            goto out_free;
+        }
+    }
+
+    /* Former lineages. */
+    if (len - pos < 4) {
+        tm_err_set(err, rc, "rct body: ends in the former lineage count");
+        goto out_free;
+    }
+    b->nformer = tm_le32(buf + pos);
+    pos += 4;
+    if (b->nformer > RCT_MAX_FORMER ||
+        (uint64_t)b->nformer * RCT_FORMER_ENTRY_BYTES > len - pos) {
+        tm_err_set(err, rc, "rct body: former lineage count %" PRIu32
+                   " too large (at most 16)", b->nformer);
+        goto out_free;
+    }
+    for (uint32_t i = 0; i < b->nformer; i++, pos += RCT_FORMER_ENTRY_BYTES) {
+        struct rct_former *f = &b->former[i];
+
+        memcpy(f->lineage.b, buf + pos, 16);
+        f->reason = buf[pos + 16];
+        if (f->reason < TM_RCT_RESET_FOREIGN_WRITE ||
+            f->reason > TM_RCT_RESET_CORRUPT) {
+            tm_err_set(err, rc, "rct body: former lineage %" PRIu32
+                       " reason %u unknown", i, (unsigned)f->reason);
+            goto out_free;
+        }
+    }
+
+    /* Map. */
+    if (len - pos < 16) {
+        tm_err_set(err, rc, "rct body: ends in the map counts");
+        goto out_free;
+    }
+    b->granules = tm_le64(buf + pos);
+    b->nruns = tm_le64(buf + pos + 8);
+    pos += 16;
+    if (b->granules != granules) {
+        tm_err_set(err, rc, "rct body: granule count %" PRIu64
+                   ", the header's disk has %" PRIu64, b->granules,
+                   granules);
+        goto out_free;
+    }
+    if (b->nruns > granules || b->nruns * RCT_RUN_BYTES != len - pos) {
+        tm_err_set(err, rc, "rct body: run count %" PRIu64
+                   " does not fill the body", b->nruns);
+        goto out_free;
+    }
+    for (uint64_t i = 0; i < b->nruns; i++, pos += RCT_RUN_BYTES) {
+        uint64_t first = tm_le64(buf + pos);
+        uint32_t n = tm_le32(buf + pos + 8);
+        uint16_t gen = tm_le16(buf + pos + 12);
+
+        if (first < next_granule || n == 0 || first >= granules ||
+            n > granules - first) {
+            tm_err_set(err, rc, "rct body: run %" PRIu64 " (granule %"
+                       PRIu64 ", %" PRIu32 ") overlaps, is empty or "
+                       "passes the end", i, first, n);
+            goto out_free;
+        }
+        if (gen == 0 || gen > h->epoch) {
+            tm_err_set(err, rc, "rct body: run %" PRIu64 " gen %u outside "
+                       "1..current epoch %u", i, (unsigned)gen,
+                       (unsigned)h->epoch);
+            goto out_free;
+        }
+        if (gens != NULL)
+            for (uint64_t g = first; g < first + n; g++)
+                gens[g] = gen;
+        next_granule = first + n;
+    }
+    return 0;
+
+out_free:
+    free(b->hist);
+    b->hist = NULL;
+    return rc;
+}
+
+int
+rct_body_encode(const struct rct_hist *hist, uint32_t nhist,
+                const struct rct_former *former, uint32_t nformer,
+                const uint16_t *gens, uint64_t granules, uint8_t **out,
+                size_t *out_len)
+{
+    uint64_t nruns = 0;
+    size_t len;
+    size_t pos = 0;
+    uint8_t *buf;
+
+    *out = NULL;
+    *out_len = 0;
+    /* Pass 1: count runs of equal non-zero gen (u32 lengths at most). */
+    for (uint64_t g = 0; g < granules;) {
+        uint64_t start = g;
+
+        if (gens[g] == 0) {
+            g++;
+            continue;
+        }
+        while (g < granules && gens[g] == gens[start] &&
+               g - start < UINT32_MAX)
+            g++;
+        nruns++;
+    }
+    len = 4 + (size_t)nhist * RCT_HIST_ENTRY_BYTES + 4 +
+          (size_t)nformer * RCT_FORMER_ENTRY_BYTES + 16 +
+          (size_t)nruns * RCT_RUN_BYTES;
+    buf = calloc(1, len);
+    if (buf == NULL)
+        return -ENOMEM;
+    tm_put_le32(buf + pos, nhist);
+    pos += 4;
+    for (uint32_t i = 0; i < nhist; i++, pos += RCT_HIST_ENTRY_BYTES) {
+        tm_put_le32(buf + pos, hist[i].counter);
+        tm_put_le16(buf + pos + 4, hist[i].epoch);
+    }
+    tm_put_le32(buf + pos, nformer);
+    pos += 4;
+    for (uint32_t i = 0; i < nformer; i++, pos += RCT_FORMER_ENTRY_BYTES) {
+        memcpy(buf + pos, former[i].lineage.b, 16);
+        buf[pos + 16] = former[i].reason;
+    }
+    tm_put_le64(buf + pos, granules);
+    tm_put_le64(buf + pos + 8, nruns);
+    pos += 16;
+    for (uint64_t g = 0; g < granules;) {
+        uint64_t start = g;
+
+        if (gens[g] == 0) {
+            g++;
+            continue;
+        }
+        while (g < granules && gens[g] == gens[start] &&
+               g - start < UINT32_MAX)
+            g++;
+        tm_put_le64(buf + pos, start);
+        tm_put_le32(buf + pos + 8, (uint32_t)(g - start));
+        tm_put_le16(buf + pos + 12, gens[start]);
+        pos += RCT_RUN_BYTES;
+    }
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+/* ---- .mrt header and bitmap sectors ------------------------------------ */
+
+int
+rct_mrt_header_decode(const uint8_t *buf, size_t len,
+                      struct rct_mrt_header *h, struct tm_err *err)
+{
+    uint32_t version;
+
+    memset(h, 0, sizeof(*h));
+    if (len < RCT_MRT_HDR_BYTES)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "mrt header: %zu bytes, need 4096", len);
+    if (memcmp(buf, MRT_SIG, sizeof(MRT_SIG)) != 0)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "mrt header: signature is not 'tmmrt'");
+    if (tm_le32(buf + 8) != crc_with_zero_field(buf, RCT_MRT_HDR_BYTES, 8))
+        return tm_err_set(err, TM_E_CORRUPT, "mrt header: bad checksum");
+    version = tm_le32(buf + 12);
+    if (version != RCT_VERSION)
+        return tm_err_set(err, TM_E_UNSUPPORTED,
+                          "mrt header: format version %" PRIu32
+                          " (this tidemark knows 1)", version);
+    memcpy(h->lineage.b, buf + 16, 16);
+    h->rct_seq = tm_le64(buf + 32);
+    h->region = tm_le64(buf + 40);
+    h->regions = tm_le64(buf + 48);
+    h->highest = tm_le32(buf + 56);
+    if (tm_guid_is_zero(&h->lineage))
+        return tm_err_set(err, TM_E_CORRUPT, "mrt header: lineage is zero");
+    if (h->rct_seq == 0)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "mrt header: rct sequence is 0");
+    if (!rct_is_pow2(h->region) || h->region < RCT_MIN_REGION ||
+        h->region > RCT_MAX_REGION)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "mrt header: region size %" PRIu64
+                          " is not a power of two in 4 KiB..64 TiB",
+                          h->region);
+    if (h->regions == 0 ||
+        h->regions > rct_div_up(RCT_MAX_VIRTUAL_SIZE, h->region))
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "mrt header: region count %" PRIu64
+                          " impossible", h->regions);
+    return 0;
+}
+
+void
+rct_mrt_header_encode(const struct rct_mrt_header *h, uint8_t *buf)
+{
+    memset(buf, 0, RCT_MRT_HDR_BYTES);
+    memcpy(buf, MRT_SIG, sizeof(MRT_SIG));
+    tm_put_le32(buf + 12, RCT_VERSION);
+    memcpy(buf + 16, h->lineage.b, 16);
+    tm_put_le64(buf + 32, h->rct_seq);
+    tm_put_le64(buf + 40, h->region);
+    tm_put_le64(buf + 48, h->regions);
+    tm_put_le32(buf + 56, h->highest);
+    tm_put_le32(buf + 8, tm_crc32c(0, buf, RCT_MRT_HDR_BYTES));
+}
+
+int
+rct_mrt_sector_decode(const uint8_t *buf, size_t len, uint32_t k,
+                      const uint8_t **bits, struct tm_err *err)
+{
+    *bits = NULL;
+    if (len < RCT_MRT_SECTOR_BYTES)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "mrt sector %" PRIu32 ": %zu bytes, need 4096", k,
+                          len);
+    if (tm_le32(buf) != crc_with_zero_field(buf, RCT_MRT_SECTOR_BYTES, 0))
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "mrt sector %" PRIu32 ": bad checksum", k);
+    if (tm_le32(buf + 4) != k)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "mrt sector %" PRIu32 ": index field says %"
+                          PRIu32, k, tm_le32(buf + 4));
+    *bits = buf + 8;
+    return 0;
+}
+
+void
+rct_mrt_sector_encode(uint32_t k, const uint8_t *bits, uint8_t *buf)
+{
+    tm_put_le32(buf, 0);
+    tm_put_le32(buf + 4, k);
+    if (bits != NULL)
+        memcpy(buf + 8, bits, RCT_MRT_SECTOR_BYTES - 8);
+    else
+        memset(buf + 8, 0, RCT_MRT_SECTOR_BYTES - 8);
+    tm_put_le32(buf, tm_crc32c(0, buf, RCT_MRT_SECTOR_BYTES));
+}
+
+/* ---- IDs ----------------------------------------------------------------- */
+
+void
+rct_id_format(const struct tm_guid *lineage, uint32_t counter, char *id)
+{
+    static const char hex[] = "0123456789abcdef";
+    char g[TM_GUID_STR_LEN + 1];
+
+    tm_guid_format(lineage, g);
+    memcpy(id, "rctX:", 5);
+    for (size_t i = 0; i < TM_GUID_STR_LEN; i++) {
+        char c = g[i];
+
+        if (c == '-')
+            c = ':';
+        else if (c >= 'A' && c <= 'F')
+            c = (char)(c - 'A' + 'a');
+        id[5 + i] = c;
+    }
+    id[41] = ':';
+    for (int i = 0; i < 8; i++)
+        id[42 + i] = hex[(counter >> (28 - 4 * i)) & 0xf];
+    id[50] = '\0';
+}
+
+static int
+hex_val(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int
+rct_id_parse(const char *id, struct tm_guid *lineage, uint32_t *counter)
+{
+    static const size_t colons[] = { 13, 18, 23, 28, 41 };
+    char g[TM_GUID_STR_LEN + 1];
+    uint32_t c = 0;
+    size_t n;
+
+    if (id == NULL)
+        return TM_E_RCT_INVALID_ID;
+    n = strnlen(id, RCT_ID_LEN + 1);
+    if (n != RCT_ID_LEN || memcmp(id, "rctX:", 5) != 0)
+        return TM_E_RCT_INVALID_ID;
+    for (size_t i = 5; i < RCT_ID_LEN; i++) {
+        bool colon = false;
+
+        for (size_t j = 0; j < sizeof(colons) / sizeof(colons[0]); j++)
+            colon |= i == colons[j];
+        if (colon ? id[i] != ':' : hex_val(id[i]) < 0)
+            return TM_E_RCT_INVALID_ID;
+    }
+    for (size_t i = 0; i < TM_GUID_STR_LEN; i++)
+        g[i] = id[5 + i] == ':' ? '-' : id[5 + i];
+    g[TM_GUID_STR_LEN] = '\0';
+    if (tm_guid_parse(g, TM_GUID_STR_LEN, lineage) != 0)
+        return TM_E_RCT_INVALID_ID;
+    for (size_t i = 42; i < RCT_ID_LEN; i++)
+        c = c << 4 | (uint32_t)hex_val(id[i]);
+    *counter = c;
+    return 0;
+}
