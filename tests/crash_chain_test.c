@@ -41,6 +41,8 @@
 
 #include <cmocka.h>
 
+#include "crash_util.h"
+
 #include "io.h"
 #include "vhdx.h"
 
@@ -53,40 +55,6 @@
                  TM_IO_PUNCH)
 
 /* What the current check is about, for failure messages. */
-static char where[160];
-
-static void
-die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-die(const char *fmt, ...)
-{
-    char msg[640];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    fail_msg("%s: %s", where, msg);
-}
-
-static unsigned
-stride(void)
-{
-    const char *s = getenv("TM_CRASH_STRIDE");
-    unsigned long v = s != NULL ? strtoul(s, NULL, 10) : 1;
-
-    return v > 0 ? (unsigned)v : 1;
-}
-
-static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Two CRC-32Cs (the hardware instruction where there is one) make a
  * 64-bit digest: a collision between two versions of a sector is not a
@@ -1296,15 +1264,6 @@ static struct {
     struct tm_io *disk[3];      /* base, mid, top */
     uint8_t *want;              /* what the top reads */
 } mg;
-
-static uint64_t
-next_rand(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545F4914F6CDD1Dull;
-}
 
 /* 'n' short writes at random places in the 1 MiB regions starting at
  * region[0..nregion), some unaligned. */

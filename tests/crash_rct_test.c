@@ -30,6 +30,8 @@
 
 #include <cmocka.h>
 
+#include "crash_util.h"
+
 #include "io.h"
 #include "rct.h"
 
@@ -39,49 +41,6 @@
 #define MAXIDS 64
 #define NOPS 110
 
-static char where[200];
-
-static void
-die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-die(const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    fail_msg("%s: %s", where, msg);
-}
-
-static uint64_t
-next_rand(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545F4914F6CDD1Dull;
-}
-
-static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static unsigned
-stride(void)
-{
-    const char *s = getenv("TM_CRASH_STRIDE");
-    unsigned long v = s != NULL ? strtoul(s, NULL, 10) : 1;
-
-    return v > 0 ? (unsigned)v : 1;
-}
 
 struct geo {
     const char *name;

@@ -22,43 +22,13 @@
 
 #include "io.h"
 #include "vhdx.h"
+#include "vhdx_testutil.h"
 
 #define MiB (1u << 20)
 #define VSIZE (6u * MiB)
 #define SEEDS 8
 
 static unsigned stride = 1;
-
-static struct tm_vhdx *
-open_mem(struct tm_io *mem, unsigned flags)
-{
-    struct tm_vhdx *vd = tm_vhdx_new();
-    int rc = tm_vhdx_open(vd, tm_io_borrow_new(mem), flags);
-
-    if (rc != 0)
-        print_error("open: %s\n", tm_vhdx_err(vd)->msg);
-    assert_int_equal(rc, 0);
-    return vd;
-}
-
-static struct tm_io *
-copy_mem(struct tm_io *src)
-{
-    struct tm_io *dst = tm_io_mem_new();
-    uint64_t size;
-    uint8_t *buf = malloc(MiB);
-
-    assert_non_null(buf);
-    assert_int_equal(tm_io_size(src, &size), 0);
-    for (uint64_t off = 0; off < size; off += MiB) {
-        size_t n = size - off < MiB ? (size_t)(size - off) : MiB;
-
-        assert_int_equal(tm_io_pread_all(src, buf, n, off), 0);
-        assert_int_equal(tm_io_pwrite_all(dst, buf, n, off), 0);
-    }
-    free(buf);
-    return dst;
-}
 
 /* A dynamic parent filled with 'byte' in its first 4 MiB. */
 static struct tm_io *
@@ -106,14 +76,14 @@ setup(struct fixture *f)
         f->content[i] = malloc(VSIZE);
         assert_non_null(f->content[i]);
         f->parent[i] = make_parent((uint8_t)(0x30 + i), f->content[i]);
-        pa = open_mem(f->parent[i], TM_VHDX_RDONLY);
+        pa = open_disk(f->parent[i], TM_VHDX_RDONLY);
         assert_int_equal(tm_vhdx_get_info(pa, &info), 0);
         f->linkage[i] = info.data_write_guid;
         tm_vhdx_close(pa);
     }
     /* The child, made from parent 0, with a few sub-block writes. */
     f->child = tm_io_mem_new();
-    p.parent = open_mem(f->parent[0], TM_VHDX_RDONLY);
+    p.parent = open_disk(f->parent[0], TM_VHDX_RDONLY);
     assert_int_equal(tm_vhdx_create(vd, tm_io_borrow_new(f->child), &p), 0);
     memset(buf, 0x7e, sizeof(buf));
     /* Whole sectors: a partial one would take the rest of its sector
@@ -169,9 +139,9 @@ verify(struct tm_io *mem, const struct fixture *f, bool done)
 
     assert_non_null(buf);
     /* Read-write first: it replays a pending log into the file. */
-    vd = open_mem(mem, 0);
+    vd = open_disk(mem, 0);
     assert_int_equal(tm_vhdx_close(vd), 0);
-    vd = open_mem(mem, TM_VHDX_RDONLY);
+    vd = open_disk(mem, TM_VHDX_RDONLY);
     assert_int_equal(tm_vhdx_check(vd, NULL, NULL), 0);
     loc = tm_vhdx_locator(vd);
     assert_non_null(loc);
@@ -189,7 +159,7 @@ verify(struct tm_io *mem, const struct fixture *f, bool done)
         assert_true(tm_guid_equal(&loc->linkage, &f->linkage[which]));
         which |= 2;
     }
-    assert_int_equal(tm_vhdx_attach_parent(vd, open_mem(f->parent[which & 1],
+    assert_int_equal(tm_vhdx_attach_parent(vd, open_disk(f->parent[which & 1],
                                                         TM_VHDX_RDONLY)), 0);
     assert_int_equal(tm_vhdx_read(vd, buf, VSIZE, 0), 0);
     assert_memory_equal(buf, f->content[which & 1], VSIZE);
@@ -211,7 +181,7 @@ sweep(bool force)
 
     setup(&f);
     /* Count the points with a fault that never fires. */
-    mem = copy_mem(f.child);
+    mem = copy_disk(f.child);
     io = tm_io_fault_new(mem, &none);
     assert_int_equal(relink(io, &f, force), 0);
     points = tm_io_fault_count(io);
@@ -229,7 +199,7 @@ sweep(bool force)
             cut.after = k;
             cut.action = TM_FAULT_POWER_CUT;
             cut.seed = seed;
-            mem = copy_mem(f.child);
+            mem = copy_disk(f.child);
             io = tm_io_fault_new(mem, &cut);
             rc = relink(io, &f, force);
             assert_true(tm_io_fault_fired(io) || rc == 0);

@@ -41,6 +41,8 @@
 
 #include <cmocka.h>
 
+#include "crash_util.h"
+
 #include "io.h"
 #include "rct.h"
 
@@ -53,42 +55,8 @@
 #define KEEP_RECENT 20
 #define KEEP_OLD 6
 
-static char where[200];
 static int trace;
 #define TRACE(...) do { if (trace) fprintf(stderr, __VA_ARGS__); } while (0)
-
-static void
-die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static void
-die(const char *fmt, ...)
-{
-    char msg[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    fail_msg("%s: %s", where, msg);
-}
-
-static uint64_t
-next_rand(uint64_t *s)
-{
-    *s ^= *s >> 12;
-    *s ^= *s << 25;
-    *s ^= *s >> 27;
-    return *s * 0x2545F4914F6CDD1Dull;
-}
-
-static double
-now_s(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- copy-on-write pages ------------------------------------------------ */
 

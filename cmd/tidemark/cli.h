@@ -117,6 +117,17 @@ int vhd_main(int argc, char **argv);
 
 /* Opens an existing VHDX (read-only unless 'rw'); on failure reports it
  * and returns the exit code (1).  Returns 0 with *out owning the handle. */
+/* vhd.c, shared by the verbs' files.  vhd_want_args checks for exactly
+ * 'want' positional arguments (usage error naming 'names' otherwise);
+ * vhd_parse_path parses the options and the one <path> most verbs take;
+ * vhd_close_rw flushes (with detail on failure) and closes a handle
+ * opened read-write, returning the exit code. */
+bool vhd_want_args(const struct cli_cmd *cmd, const struct cli_args *a,
+                   int want, const char *names, int *status);
+bool vhd_parse_path(const struct cli_cmd *cmd, int argc, char **argv,
+                    struct cli_args *a, int *status);
+int vhd_close_rw(const struct cli_cmd *cmd, const char *path,
+                 struct tm_vhdx *vd);
 int vhd_open_ex(const struct cli_cmd *cmd, const char *path, bool rw,
                 const struct tm_vhdx_open_opts *opts, struct tm_vhdx **out);
 int vhd_open(const struct cli_cmd *cmd, const char *path, bool rw,

@@ -86,10 +86,8 @@ vhd_open_args(const struct cli_cmd *cmd, const struct cli_args *a, bool rw,
     return vhd_open_ex(cmd, a->pos[0], rw, &o, out);
 }
 
-/* Flushes (with detail on failure) and closes a handle opened read-write;
- * returns the exit code. */
-static int
-close_rw(const struct cli_cmd *cmd, const char *path, struct tm_vhdx *vd)
+int
+vhd_close_rw(const struct cli_cmd *cmd, const char *path, struct tm_vhdx *vd)
 {
     int rc = tm_vhdx_flush(vd);
 
@@ -149,8 +147,8 @@ opt_sector(const struct cli_cmd *cmd, const char *name, const char *s,
 }
 
 /* Exactly 'want' positional arguments, named for the message. */
-static bool
-want_args(const struct cli_cmd *cmd, const struct cli_args *a, int want,
+bool
+vhd_want_args(const struct cli_cmd *cmd, const struct cli_args *a, int want,
           const char *names, int *status)
 {
     if (a->npos < want) {
@@ -165,13 +163,12 @@ want_args(const struct cli_cmd *cmd, const struct cli_args *a, int want,
     return true;
 }
 
-/* The options and the one <path> every verb but convert takes. */
-static bool
-parse_path(const struct cli_cmd *cmd, int argc, char **argv,
+bool
+vhd_parse_path(const struct cli_cmd *cmd, int argc, char **argv,
            struct cli_args *a, int *status)
 {
     return cli_parse(cmd, argc, argv, a, status) &&
-           want_args(cmd, a, 1, "<path>", status);
+           vhd_want_args(cmd, a, 1, "<path>", status);
 }
 
 static const char *
@@ -268,7 +265,7 @@ new_child(const struct cli_cmd *cmd, const char *path,
         tm_vhdx_close(vd);
         return status;
     }
-    status = close_rw(cmd, path, vd);
+    status = vhd_close_rw(cmd, path, vd);
     if (status != CLI_EXIT_OK)
         unlink(path);
     return status;
@@ -286,7 +283,7 @@ vhd_new(const struct cli_cmd *cmd, int argc, char **argv)
     int status = CLI_EXIT_OK;
     int rc;
 
-    if (!parse_path(cmd, argc, argv, &a, &status))
+    if (!vhd_parse_path(cmd, argc, argv, &a, &status))
         return status;
     path = a.pos[0];
     if (a.opt[OPT_PARENT] != NULL)
@@ -349,7 +346,7 @@ vhd_new(const struct cli_cmd *cmd, int argc, char **argv)
         unlink(path);
         return status;
     }
-    status = close_rw(cmd, path, vd);
+    status = vhd_close_rw(cmd, path, vd);
     if (status != CLI_EXIT_OK)
         unlink(path);
     return status;
@@ -518,7 +515,7 @@ vhd_info(const struct cli_cmd *cmd, int argc, char **argv)
     size_t n;
     int status;
 
-    if (!parse_path(cmd, argc, argv, &a, &status))
+    if (!vhd_parse_path(cmd, argc, argv, &a, &status))
         return status;
     status = vhd_open_ex(cmd, a.pos[0], false, &alone, &vd);
     if (status != CLI_EXIT_OK)
@@ -615,7 +612,7 @@ repair(const struct cli_cmd *cmd, const char *path)
         tm_vhdx_close(vd);
         return status;
     }
-    return close_rw(cmd, path, vd);
+    return vhd_close_rw(cmd, path, vd);
 }
 
 static const struct cli_opt check_opts[] = {
@@ -633,7 +630,7 @@ vhd_check(const struct cli_cmd *cmd, int argc, char **argv)
     int status;
     int rc;
 
-    if (!parse_path(cmd, argc, argv, &a, &status))
+    if (!vhd_parse_path(cmd, argc, argv, &a, &status))
         return status;
     c.path = a.pos[0];
     if (a.opt[OPT_REPAIR] != NULL) {
@@ -691,7 +688,7 @@ vhd_dump(const struct cli_cmd *cmd, int argc, char **argv)
     int status;
     int rc;
 
-    if (!parse_path(cmd, argc, argv, &a, &status))
+    if (!vhd_parse_path(cmd, argc, argv, &a, &status))
         return status;
     status = vhd_open_ex(cmd, a.pos[0], false, &alone, &vd);
     if (status != CLI_EXIT_OK)
@@ -780,7 +777,7 @@ vhd_cat(const struct cli_cmd *cmd, int argc, char **argv)
     struct tm_vhdx *vd;
     int status;
 
-    if (!parse_path(cmd, argc, argv, &a, &status))
+    if (!vhd_parse_path(cmd, argc, argv, &a, &status))
         return status;
     status = vhd_open_args(cmd, &a, false, &vd);
     if (status != CLI_EXIT_OK)
@@ -822,7 +819,7 @@ vhd_read(const struct cli_cmd *cmd, int argc, char **argv)
     uint64_t len;
     int status;
 
-    if (!parse_path(cmd, argc, argv, &a, &status))
+    if (!vhd_parse_path(cmd, argc, argv, &a, &status))
         return status;
     if (a.opt[OPT_OFFSET] == NULL)
         return cli_usage(cmd, "missing --offset");
@@ -967,7 +964,7 @@ vhd_write(const struct cli_cmd *cmd, int argc, char **argv)
     const char *why;
     int status;
 
-    if (!parse_path(cmd, argc, argv, &a, &status))
+    if (!vhd_parse_path(cmd, argc, argv, &a, &status))
         return status;
     if (a.opt[OPT_OFFSET] == NULL)
         return cli_usage(cmd, "missing --offset");
@@ -1001,7 +998,7 @@ vhd_write(const struct cli_cmd *cmd, int argc, char **argv)
         tm_vhdx_close(vd);
         return status;
     }
-    return close_rw(cmd, a.pos[0], vd);
+    return vhd_close_rw(cmd, a.pos[0], vd);
 }
 
 /* ---- the noun ----------------------------------------------------------- */

@@ -168,11 +168,8 @@ vhd_discard(const struct cli_cmd *cmd, int argc, char **argv)
     uint64_t off, len;
     int status, rc;
 
-    if (!cli_parse(cmd, argc, argv, &a, &status))
+    if (!vhd_parse_path(cmd, argc, argv, &a, &status))
         return status;
-    if (a.npos != 1)
-        return cli_usage(cmd, a.npos == 0 ? "missing <path>"
-                                          : "too many arguments");
     if (a.opt[OPT_OFFSET] == NULL || a.opt[OPT_LENGTH] == NULL)
         return cli_usage(cmd, "--offset and --length are required");
     if (!cli_opt_size(cmd, "offset", a.opt[OPT_OFFSET], &off, &status) ||
@@ -183,19 +180,13 @@ vhd_discard(const struct cli_cmd *cmd, int argc, char **argv)
         return status;
     rc = tm_vhdx_discard(vd, off, len, a.opt[OPT_UNMAP] != NULL
                          ? TM_VHDX_UNMAP : TM_VHDX_ZERO);
-    if (rc == 0)
-        rc = tm_vhdx_flush(vd);
     if (rc < 0) {
         status = cli_fail(cmd, "cannot discard in '%s': %s", a.pos[0],
                           cli_vhdx_msg(vd, rc));
         tm_vhdx_close(vd);
         return status;
     }
-    rc = tm_vhdx_close(vd);
-    if (rc < 0)
-        return cli_fail(cmd, "cannot close '%s': %s", a.pos[0],
-                        tm_strerror(rc));
-    return CLI_EXIT_OK;
+    return vhd_close_rw(cmd, a.pos[0], vd);
 }
 
 /* ---- vhd merge ---------------------------------------------------------- */
@@ -213,11 +204,9 @@ vhd_merge(const struct cli_cmd *cmd, int argc, char **argv)
     struct tm_err err;
     int status, rc;
 
-    if (!cli_parse(cmd, argc, argv, &a, &status))
+    if (!cli_parse(cmd, argc, argv, &a, &status) ||
+        !vhd_want_args(cmd, &a, 1, "<child>", &status))
         return status;
-    if (a.npos != 1)
-        return cli_usage(cmd, a.npos == 0 ? "missing <child>"
-                                          : "too many arguments");
     tm_err_clear(&err);
     rc = tm_vhdx_merge_path(a.pos[0], a.opt[OPT_INTO], &err);
     if (rc < 0)
@@ -241,11 +230,9 @@ vhd_set_parent(const struct cli_cmd *cmd, int argc, char **argv)
     struct tm_err err;
     int status, rc;
 
-    if (!cli_parse(cmd, argc, argv, &a, &status))
+    if (!cli_parse(cmd, argc, argv, &a, &status) ||
+        !vhd_want_args(cmd, &a, 2, "<child> or <parent>", &status))
         return status;
-    if (a.npos != 2)
-        return cli_usage(cmd, a.npos < 2 ? "missing <child> or <parent>"
-                                         : "too many arguments");
     tm_err_clear(&err);
     rc = tm_vhdx_set_parent_path(a.pos[0], a.pos[1],
                                  a.opt[OPT_FORCE] != NULL, &err);

@@ -27,44 +27,6 @@ const struct cli_opt vhd_optimize_opts[] = {
     { NULL, NULL, 0, NULL },
 };
 
-/* The options and exactly one <path>. */
-static bool
-parse_one_path(const struct cli_cmd *cmd, int argc, char **argv,
-               struct cli_args *a, int *status)
-{
-    if (!cli_parse(cmd, argc, argv, a, status))
-        return false;
-    if (a->npos < 1) {
-        *status = cli_usage(cmd, "missing <path>");
-        return false;
-    }
-    if (a->npos > 1) {
-        *status = cli_usage(cmd, "unexpected argument '%s'", a->pos[1]);
-        return false;
-    }
-    return true;
-}
-
-/* Flushes and closes a handle opened read-write; the exit code. */
-static int
-close_rw(const struct cli_cmd *cmd, const char *path, struct tm_vhdx *vd)
-{
-    int rc = tm_vhdx_flush(vd);
-
-    if (rc < 0) {
-        int status = cli_fail(cmd, "cannot flush '%s': %s", path,
-                              cli_vhdx_msg(vd, rc));
-
-        tm_vhdx_close(vd);
-        return status;
-    }
-    rc = tm_vhdx_close(vd);
-    if (rc < 0)
-        return cli_fail(cmd, "cannot close '%s': %s", path,
-                        tm_strerror(rc));
-    return CLI_EXIT_OK;
-}
-
 static int
 flush_stdout(void)
 {
@@ -90,7 +52,7 @@ vhd_resize(const struct cli_cmd *cmd, int argc, char **argv)
     int status = CLI_EXIT_OK;
     int rc;
 
-    if (!parse_one_path(cmd, argc, argv, &a, &status))
+    if (!vhd_parse_path(cmd, argc, argv, &a, &status))
         return status;
     path = a.pos[0];
     if (a.opt[MOPT_SIZE] == NULL)
@@ -124,7 +86,7 @@ vhd_resize(const struct cli_cmd *cmd, int argc, char **argv)
         tm_vhdx_close(vd);
         return status;
     }
-    status = close_rw(cmd, path, vd);
+    status = vhd_close_rw(cmd, path, vd);
     if (status != CLI_EXIT_OK)
         return status;
     cli_human_size(info.virtual_size, h_old, sizeof(h_old));
@@ -153,7 +115,7 @@ vhd_optimize(const struct cli_cmd *cmd, int argc, char **argv)
     int status = CLI_EXIT_OK;
     int rc;
 
-    if (!parse_one_path(cmd, argc, argv, &a, &status))
+    if (!vhd_parse_path(cmd, argc, argv, &a, &status))
         return status;
     path = a.pos[0];
     status = vhd_open_ex(cmd, path, true, &alone, &vd);
@@ -166,7 +128,7 @@ vhd_optimize(const struct cli_cmd *cmd, int argc, char **argv)
         tm_vhdx_close(vd);
         return status;
     }
-    status = close_rw(cmd, path, vd);
+    status = vhd_close_rw(cmd, path, vd);
     if (status != CLI_EXIT_OK)
         return status;
     if (a.opt[MOPT_JSON] != NULL) {

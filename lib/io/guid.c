@@ -71,8 +71,8 @@ tm_guid_format(const struct tm_guid *g, char *buf)
     buf[pos] = '\0';
 }
 
-static int
-hex_value(char c)
+int
+tm_hex_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -111,8 +111,8 @@ tm_guid_parse(const char *s, size_t len, struct tm_guid *g)
                 return TM_E_INVALID;
             pos++;
         }
-        hi = hex_value(s[pos]);
-        lo = hex_value(s[pos + 1]);
+        hi = tm_hex_value(s[pos]);
+        lo = tm_hex_value(s[pos + 1]);
         if (hi < 0 || lo < 0)
             return TM_E_INVALID;
         out.b[print_order[i]] = (uint8_t)(hi << 4 | lo);

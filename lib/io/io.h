@@ -210,6 +210,10 @@ uint64_t tm_io_fault_count(struct tm_io *io);
  * software path are the same. */
 uint32_t tm_crc32c(uint32_t crc, const void *buf, size_t len);
 uint32_t tm_crc32c_sw(uint32_t crc, const void *buf, size_t len);
+/* The checksum of buf[0, len) as if the 4 bytes at 'field' (where the
+ * checksum itself is stored) were zero, without touching the buffer:
+ * how VHDX headers and tidemark's sidecars are checked. */
+uint32_t tm_crc32c_skip(const void *buf, size_t len, size_t field);
 bool tm_crc32c_is_hw(void);
 
 /* ---- GUIDs ------------------------------------------------------------- */
@@ -231,6 +235,8 @@ void tm_guid_format(const struct tm_guid *g, char *buf);
 /* Parses that form, with or without braces, any case.  Returns 0 or
  * TM_E_INVALID. */
 int tm_guid_parse(const char *s, size_t len, struct tm_guid *g);
+/* The value of one hex digit, either case, or -1. */
+int tm_hex_value(char c);
 
 /* ---- little-endian access ---------------------------------------------- */
 

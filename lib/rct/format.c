@@ -13,18 +13,6 @@
 static const uint8_t RCT_SIG[8] = { 't', 'm', 'r', 'c', 't', 0, 0, 1 };
 static const uint8_t MRT_SIG[8] = { 't', 'm', 'm', 'r', 't', 0, 0, 1 };
 
-/* CRC-32C of buf[0, len) with the 4 bytes at 'field' taken as zero. */
-static uint32_t
-crc_with_zero_field(const uint8_t *buf, size_t len, size_t field)
-{
-    static const uint8_t zero[4];
-    uint32_t crc;
-
-    crc = tm_crc32c(0, buf, field);
-    crc = tm_crc32c(crc, zero, sizeof(zero));
-    return tm_crc32c(crc, buf + field + 4, len - field - 4);
-}
-
 /* ---- .rct header slot -------------------------------------------------- */
 
 int
@@ -40,7 +28,7 @@ rct_header_decode(const uint8_t *buf, size_t len, struct rct_header *h,
     if (memcmp(buf, RCT_SIG, sizeof(RCT_SIG)) != 0)
         return tm_err_set(err, TM_E_CORRUPT,
                           "rct header: signature is not 'tmrct'");
-    if (tm_le32(buf + 8) != crc_with_zero_field(buf, RCT_SLOT_BYTES, 8))
+    if (tm_le32(buf + 8) != tm_crc32c_skip(buf, RCT_SLOT_BYTES, 8))
         return tm_err_set(err, TM_E_CORRUPT, "rct header: bad checksum");
     version = tm_le32(buf + 12);
     if (version != RCT_VERSION)
@@ -341,7 +329,7 @@ rct_mrt_header_decode(const uint8_t *buf, size_t len,
     if (memcmp(buf, MRT_SIG, sizeof(MRT_SIG)) != 0)
         return tm_err_set(err, TM_E_CORRUPT,
                           "mrt header: signature is not 'tmmrt'");
-    if (tm_le32(buf + 8) != crc_with_zero_field(buf, RCT_MRT_HDR_BYTES, 8))
+    if (tm_le32(buf + 8) != tm_crc32c_skip(buf, RCT_MRT_HDR_BYTES, 8))
         return tm_err_set(err, TM_E_CORRUPT, "mrt header: bad checksum");
     version = tm_le32(buf + 12);
     if (version != RCT_VERSION)
@@ -395,7 +383,7 @@ rct_mrt_sector_decode(const uint8_t *buf, size_t len, uint32_t k,
         return tm_err_set(err, TM_E_CORRUPT,
                           "mrt sector %" PRIu32 ": %zu bytes, need 4096", k,
                           len);
-    if (tm_le32(buf) != crc_with_zero_field(buf, RCT_MRT_SECTOR_BYTES, 0))
+    if (tm_le32(buf) != tm_crc32c_skip(buf, RCT_MRT_SECTOR_BYTES, 0))
         return tm_err_set(err, TM_E_CORRUPT,
                           "mrt sector %" PRIu32 ": bad checksum", k);
     if (tm_le32(buf + 4) != k)
@@ -443,18 +431,6 @@ rct_id_format(const struct tm_guid *lineage, uint32_t counter, char *id)
     id[50] = '\0';
 }
 
-static int
-hex_val(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int
 rct_id_parse(const char *id, struct tm_guid *lineage, uint32_t *counter)
 {
@@ -473,7 +449,7 @@ rct_id_parse(const char *id, struct tm_guid *lineage, uint32_t *counter)
 
         for (size_t j = 0; j < sizeof(colons) / sizeof(colons[0]); j++)
             colon |= i == colons[j];
-        if (colon ? id[i] != ':' : hex_val(id[i]) < 0)
+        if (colon ? id[i] != ':' : tm_hex_value(id[i]) < 0)
             return TM_E_RCT_INVALID_ID;
     }
     for (size_t i = 0; i < TM_GUID_STR_LEN; i++)
@@ -482,7 +458,7 @@ rct_id_parse(const char *id, struct tm_guid *lineage, uint32_t *counter)
     if (tm_guid_parse(g, TM_GUID_STR_LEN, lineage) != 0)
         return TM_E_RCT_INVALID_ID;
     for (size_t i = 42; i < RCT_ID_LEN; i++)
-        c = c << 4 | (uint32_t)hex_val(id[i]);
+        c = c << 4 | (uint32_t)tm_hex_value(id[i]);
     *counter = c;
     return 0;
 }

@@ -518,16 +518,14 @@ tm_vhdx_set_parent_path(const char *path, const char *parent_path,
                    tm_strerror(rc));
         goto out;
     }
-    /* The geometry checks of a chain open, before anything is written. */
+    /* The geometry checks of a chain open, before anything is written;
+     * under 'force' the identity is already the new parent's (in memory
+     * only, until the locator is rewritten). */
+    if (force)
+        vd->loc->linkage = pa->hdr.data_write_guid;
     rc = tm_vhdx_attach_parent(vd, pa);
     pa = NULL;
-    if (rc == TM_E_CHAIN && force) {
-        /* Only the identity may differ under --force. */
-        if (strstr(vd->err.msg, "DataWriteGuid") == NULL) {
-            *err = vd->err;
-            goto out;
-        }
-    } else if (rc < 0) {
+    if (rc < 0) {
         *err = vd->err;
         tm_err_prefix(err, "'%s'", parent_path);
         goto out;

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "engine.h"
+#include "vhdx_testutil.h"
 
 #define MiB (1u << 20)
 
@@ -26,18 +27,6 @@ struct disk {
     uint64_t size;
 };
 
-static struct tm_vhdx *
-open_mem(struct tm_io *mem, unsigned flags)
-{
-    struct tm_vhdx *vd = tm_vhdx_new();
-    int rc = tm_vhdx_open(vd, tm_io_borrow_new(mem), flags);
-
-    if (rc != 0)
-        print_error("open: %s\n", tm_vhdx_err(vd)->msg);
-    assert_int_equal(rc, 0);
-    return vd;
-}
-
 /* Opens a chain of memory files, top first; disks[n-1] is the base. */
 static struct tm_vhdx *
 open_chain(struct disk *disks, unsigned n, unsigned top_flags)
@@ -45,7 +34,7 @@ open_chain(struct disk *disks, unsigned n, unsigned top_flags)
     struct tm_vhdx *below = NULL;
 
     for (unsigned i = n; i-- > 0;) {
-        struct tm_vhdx *vd = open_mem(disks[i].mem, i == 0 ? top_flags
+        struct tm_vhdx *vd = open_disk(disks[i].mem, i == 0 ? top_flags
                                                             : TM_VHDX_RDONLY);
 
         if (below != NULL) {
@@ -154,7 +143,7 @@ child_reads_parent_then_own_writes(void **state)
 
     (void)state;
     new_base(&d[1], 16 * MiB, MiB, 512);
-    vd = open_mem(d[1].mem, 0);
+    vd = open_disk(d[1].mem, 0);
     write_both(vd, &d[1], 0, 10 * MiB, 0x41);
     assert_int_equal(tm_vhdx_close(vd), 0);
     new_child(&d[0], &d[1], 1, 2 * MiB);
@@ -182,7 +171,7 @@ child_reads_parent_then_own_writes(void **state)
     assert_int_equal(tm_vhdx_check(vd, NULL, NULL), 0);
     assert_int_equal(tm_vhdx_close(vd), 0);
     /* The parent was not touched. */
-    vd = open_mem(d[1].mem, TM_VHDX_RDONLY);
+    vd = open_disk(d[1].mem, TM_VHDX_RDONLY);
     assert_reads_shadow(vd, &d[1]);
     assert_int_equal(tm_vhdx_close(vd), 0);
     free_disks(d, 2);
@@ -196,7 +185,7 @@ partial_block_filled_becomes_fully_present(void **state)
 
     (void)state;
     new_base(&d[1], 4 * MiB, MiB, 4096);
-    vd = open_mem(d[1].mem, 0);
+    vd = open_disk(d[1].mem, 0);
     write_both(vd, &d[1], 0, 4 * MiB, 0x11);
     assert_int_equal(tm_vhdx_close(vd), 0);
     new_child(&d[0], &d[1], 1, MiB);
@@ -224,7 +213,7 @@ zero_and_unmapped_read_zeros_not_parent(void **state)
 
     (void)state;
     new_base(&d[1], 8 * MiB, MiB, 512);
-    vd = open_mem(d[1].mem, 0);
+    vd = open_disk(d[1].mem, 0);
     write_both(vd, &d[1], 0, 8 * MiB, 0x5a);
     assert_int_equal(tm_vhdx_close(vd), 0);
     new_child(&d[0], &d[1], 1, MiB);
@@ -271,7 +260,7 @@ parent_link_is_checked(void **state)
     new_child(&d[0], &d[1], 1, MiB);
 
     /* Without a parent the child opens, but cannot read. */
-    vd = open_mem(d[0].mem, TM_VHDX_RDONLY);
+    vd = open_disk(d[0].mem, TM_VHDX_RDONLY);
     assert_int_equal(tm_vhdx_read(vd, &b, 1, 0), TM_E_CHAIN);
     assert_non_null(strstr(tm_vhdx_err(vd)->msg, "not open"));
     assert_non_null(tm_vhdx_locator(vd));
@@ -280,19 +269,19 @@ parent_link_is_checked(void **state)
     assert_int_equal(tm_vhdx_close(vd), 0);
 
     /* A write renews the parent's DataWriteGuid: the link breaks. */
-    pa = open_mem(d[1].mem, 0);
+    pa = open_disk(d[1].mem, 0);
     write_both(pa, &d[1], 0, 512, 0x77);
     assert_int_equal(tm_vhdx_close(pa), 0);
-    vd = open_mem(d[0].mem, TM_VHDX_RDONLY);
-    assert_int_equal(tm_vhdx_attach_parent(vd, open_mem(d[1].mem,
+    vd = open_disk(d[0].mem, TM_VHDX_RDONLY);
+    assert_int_equal(tm_vhdx_attach_parent(vd, open_disk(d[1].mem,
                                                         TM_VHDX_RDONLY)),
                      TM_E_CHAIN);
     assert_non_null(strstr(tm_vhdx_err(vd)->msg, "parent_linkage"));
     assert_int_equal(tm_vhdx_close(vd), 0);
 
     /* parent_linkage2 naming the new GUID is accepted. */
-    pa = open_mem(d[1].mem, TM_VHDX_RDONLY);
-    vd = open_mem(d[0].mem, 0);
+    pa = open_disk(d[1].mem, TM_VHDX_RDONLY);
+    vd = open_disk(d[0].mem, 0);
     assert_int_equal(vhdx_locator_copy(&loc, tm_vhdx_locator(vd)), 0);
     loc.linkage2 = pa->hdr.data_write_guid;
     loc.has_linkage2 = true;
@@ -317,13 +306,13 @@ parent_geometry_must_fit(void **state)
     new_base(&big, 8 * MiB, MiB, 512);
     new_child(&child, &a, 1, MiB);
     /* --force-style relink to other parents, checked at attach. */
-    vd = open_mem(child.mem, TM_VHDX_RDONLY);
-    assert_int_equal(tm_vhdx_attach_parent(vd, open_mem(b.mem,
+    vd = open_disk(child.mem, TM_VHDX_RDONLY);
+    assert_int_equal(tm_vhdx_attach_parent(vd, open_disk(b.mem,
                                                         TM_VHDX_RDONLY)),
                      TM_E_CHAIN);
     assert_int_equal(tm_vhdx_close(vd), 0);
-    vd = open_mem(child.mem, TM_VHDX_RDONLY);
-    assert_int_equal(tm_vhdx_attach_parent(vd, open_mem(big.mem,
+    vd = open_disk(child.mem, TM_VHDX_RDONLY);
+    assert_int_equal(tm_vhdx_attach_parent(vd, open_disk(big.mem,
                                                         TM_VHDX_RDONLY)),
                      TM_E_CHAIN);
     assert_int_equal(tm_vhdx_close(vd), 0);
@@ -347,7 +336,7 @@ child_larger_than_parent(void **state)
 
     (void)state;
     new_base(&p, 4 * MiB, MiB, 512);
-    cp.parent = open_mem(p.mem, 0);
+    cp.parent = open_disk(p.mem, 0);
     write_both(cp.parent, &p, 0, 4 * MiB, 0x61);
     assert_int_equal(tm_vhdx_flush(cp.parent), 0);
     assert_int_equal(tm_vhdx_create(vd, tm_io_borrow_new(mem), &cp), 0);
@@ -358,7 +347,7 @@ child_larger_than_parent(void **state)
     /* Smaller than the parent: refused. */
     vd = tm_vhdx_new();
     cp.virtual_size = 2 * MiB;
-    cp.parent = open_mem(p.mem, TM_VHDX_RDONLY);
+    cp.parent = open_disk(p.mem, TM_VHDX_RDONLY);
     assert_int_equal(tm_vhdx_create(vd, tm_io_borrow_new(mem), &cp),
                      TM_E_INVALID);
     tm_vhdx_close(vd);
@@ -415,11 +404,11 @@ random_chain_of_eight(void **state)
     }
     /* Fold the top three into d[3]; the chain then reads the same. */
     {
-        struct tm_vhdx *top = open_mem(d[0].mem, 0);
+        struct tm_vhdx *top = open_disk(d[0].mem, 0);
         struct tm_vhdx *h = top;
 
         for (int i = 1; i < DEPTH; i++) {
-            struct tm_vhdx *p = open_mem(d[i].mem, i <= 3 ? 0
+            struct tm_vhdx *p = open_disk(d[i].mem, i <= 3 ? 0
                                                           : TM_VHDX_RDONLY);
 
             assert_int_equal(tm_vhdx_attach_parent(h, p), 0);

@@ -7,6 +7,8 @@
 #ifndef TM_VHDX_ENGINE_H
 #define TM_VHDX_ENGINE_H
 
+#include <string.h>
+
 #include "vhdx.h"
 #include "vhdx_int.h"
 
@@ -123,8 +125,26 @@ bool vhdx_is_fixed(const struct tm_vhdx *vd);
  * the handle stays allocated, not open. */
 void vhdx_release(struct tm_vhdx *vd);
 
+/* Refuses a handle that is not open or poisoned (TM_E_INVALID,
+ * TM_E_POISONED), and with 'write' one opened read-only: the opening
+ * checks of every call. */
+int vhdx_check_usable(struct tm_vhdx *vd, bool write);
+
+static inline bool
+vhdx_buf_is_zero(const uint8_t *p, size_t n)
+{
+    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
 /* rw.c */
 int vhdx_bat_load(struct tm_vhdx *vd, uint64_t file_size);
+/* Reads file bytes through vd->rd; past the end of the file reads zeros
+ * (COMPAT: a last block that runs past EOF). */
+int vhdx_read_file(struct tm_vhdx *vd, uint8_t *buf, size_t len,
+                   uint64_t off);
+/* Queues file space for the next vhdx_bat_commit to punch after its
+ * commit, once no durable entry references it. */
+int vhdx_punch_later(struct tm_vhdx *vd, uint64_t off);
 int vhdx_bat_commit(struct tm_vhdx *vd);
 /* Sets BAT entry 'idx' in memory and marks its sector for the next
  * commit. */

@@ -45,19 +45,6 @@ const struct tm_guid VHDX_GUID_LOCATOR_TYPE_VHDX = {{
 #define MIN_BLOCK_SIZE (1u << 20)
 #define MAX_BLOCK_SIZE (256u << 20)
 
-/* CRC-32C of buf[0, len) as if the 4 bytes at 'field' were zero, without
- * modifying the buffer (STYLE 7: decoders never write their input). */
-static uint32_t
-crc_with_zero_field(const uint8_t *buf, size_t len, size_t field)
-{
-    static const uint8_t zero[4];
-    uint32_t crc;
-
-    crc = tm_crc32c(0, buf, field);
-    crc = tm_crc32c(crc, zero, sizeof(zero));
-    return tm_crc32c(crc, buf + field + 4, len - field - 4);
-}
-
 static bool
 is_pow2(uint64_t v)
 {
@@ -235,7 +222,7 @@ vhdx_header_decode(const uint8_t *buf, size_t len, struct vhdx_header *h,
     if (memcmp(buf, "head", 4) != 0)
         return tm_err_set(err, TM_E_CORRUPT,
                           "header: signature is not 'head'");
-    crc = crc_with_zero_field(buf, VHDX_HEADER_BYTES, 4);
+    crc = tm_crc32c_skip(buf, VHDX_HEADER_BYTES, 4);
     if (crc != tm_le32(buf + 4))
         return tm_err_set(err, TM_E_CORRUPT,
                           "header: checksum 0x%08" PRIx32 " does not match "
@@ -362,7 +349,7 @@ vhdx_region_table_decode(const uint8_t *buf, size_t len,
     if (memcmp(buf, "regi", 4) != 0)
         return tm_err_set(err, TM_E_CORRUPT,
                           "region table: signature is not 'regi'");
-    crc = crc_with_zero_field(buf, VHDX_RT_BYTES, 4);
+    crc = tm_crc32c_skip(buf, VHDX_RT_BYTES, 4);
     if (crc != tm_le32(buf + 4))
         return tm_err_set(err, TM_E_CORRUPT,
                           "region table: checksum 0x%08" PRIx32 " does not "

@@ -100,12 +100,40 @@ out:
     return rc;
 }
 
+/* Rewrites the child's locator with these linkages (linkage2 NULL: none)
+ * and makes it durable; errors go to top. */
+static int
+relink(struct tm_vhdx *top, struct tm_vhdx *child,
+       const struct tm_guid *linkage, const struct tm_guid *linkage2)
+{
+    struct tm_vhdx_locator loc;
+    int rc;
+
+    memset(&loc, 0, sizeof(loc));
+    rc = vhdx_locator_copy(&loc, child->loc);
+    if (rc < 0)
+        return tm_err_set(&top->err, rc, "%s", tm_strerror(rc));
+    loc.linkage = *linkage;
+    loc.has_linkage2 = linkage2 != NULL;
+    if (linkage2 != NULL)
+        loc.linkage2 = *linkage2;
+    rc = tm_vhdx_set_locator(child, &loc);
+    vhdx_locator_free(&loc);
+    if (rc == 0)
+        rc = tm_vhdx_flush(child);
+    if (rc < 0) {
+        top->err = child->err;
+        tm_err_prefix(&top->err, "setting parent_linkage%s",
+                      linkage2 != NULL ? "2" : "");
+    }
+    return rc;
+}
+
 int
 tm_vhdx_merge(struct tm_vhdx *top, unsigned levels)
 {
     struct tm_vhdx *f[MAX_LEVELS + 1];
     struct tm_vhdx *anc, *child;
-    struct tm_vhdx_locator loc;
     struct tm_guid g;
     int rc;
 
@@ -140,22 +168,9 @@ tm_vhdx_merge(struct tm_vhdx *top, unsigned levels)
     rc = tm_guid_generate(&g);
     if (rc < 0)
         return tm_err_set(&top->err, rc, "cannot make a GUID");
-    memset(&loc, 0, sizeof(loc));
-    rc = vhdx_locator_copy(&loc, child->loc);
+    rc = relink(top, child, &anc->hdr.data_write_guid, &g);
     if (rc < 0)
-        return tm_err_set(&top->err, rc, "%s", tm_strerror(rc));
-    loc.linkage = anc->hdr.data_write_guid;
-    loc.linkage2 = g;
-    loc.has_linkage2 = true;
-    rc = tm_vhdx_set_locator(child, &loc);
-    vhdx_locator_free(&loc);
-    if (rc == 0)
-        rc = tm_vhdx_flush(child);
-    if (rc < 0) {
-        top->err = child->err;
-        tm_err_prefix(&top->err, "setting parent_linkage2");
         return rc;
-    }
     rc = vhdx_set_data_write_guid(anc, &g);
     if (rc < 0) {
         top->err = anc->err;
@@ -164,21 +179,9 @@ tm_vhdx_merge(struct tm_vhdx *top, unsigned levels)
     /* Then parent_linkage itself: readers that ignore parent_linkage2
      * (7-Zip) follow the chain again while the data is copied, and after
      * a crash. */
-    memset(&loc, 0, sizeof(loc));
-    rc = vhdx_locator_copy(&loc, child->loc);
+    rc = relink(top, child, &g, NULL);
     if (rc < 0)
-        return tm_err_set(&top->err, rc, "%s", tm_strerror(rc));
-    loc.linkage = g;
-    loc.has_linkage2 = false;
-    rc = tm_vhdx_set_locator(child, &loc);
-    vhdx_locator_free(&loc);
-    if (rc == 0)
-        rc = tm_vhdx_flush(child);
-    if (rc < 0) {
-        top->err = child->err;
-        tm_err_prefix(&top->err, "setting parent_linkage");
         return rc;
-    }
 
     /* The ancestor takes the top's size first: past its old end it reads
      * zeros, as the chain did there. */

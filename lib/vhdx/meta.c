@@ -216,13 +216,9 @@ vhdx_meta_rewrite_rt(struct tm_vhdx *vd, const struct vhdx_meta_item *set,
     size_t nu = 0;
     int rc;
 
-    if (!vd->is_open)
-        return tm_err_set(&vd->err, TM_E_INVALID, "the handle is not open");
-    if (vd->poisoned)
-        return tm_err_set(&vd->err, TM_E_POISONED,
-                          "an earlier write failed; reopen the file");
-    if (vd->rdonly)
-        return tm_err_set(&vd->err, TM_E_READONLY, "opened read-only");
+    rc = vhdx_check_usable(vd, true);
+    if (rc < 0)
+        return rc;
     for (size_t i = 0; i < n; i++)
         if (set[i].len > VHDX_MAX_META_ITEM_BYTES ||
             (set[i].data == NULL && set[i].len != 0))

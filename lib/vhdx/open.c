@@ -467,6 +467,19 @@ release(struct tm_vhdx *vd)
     vd->is_open = false;
 }
 
+int
+vhdx_check_usable(struct tm_vhdx *vd, bool write)
+{
+    if (!vd->is_open)
+        return tm_err_set(&vd->err, TM_E_INVALID, "the handle is not open");
+    if (vd->poisoned)
+        return tm_err_set(&vd->err, TM_E_POISONED,
+                          "an earlier write failed; reopen the file");
+    if (write && vd->rdonly)
+        return tm_err_set(&vd->err, TM_E_READONLY, "opened read-only");
+    return 0;
+}
+
 void
 vhdx_release(struct tm_vhdx *vd)
 {

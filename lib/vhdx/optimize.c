@@ -44,50 +44,6 @@ cmp_off_desc(const void *a, const void *b)
     return cmp_off(b, a);
 }
 
-/* Reads file bytes through the handle's io; past EOF reads zeros
- * (COMPAT: a last block running past the end). */
-static int
-read_file(struct tm_vhdx *vd, uint8_t *buf, size_t len, uint64_t off)
-{
-    size_t done = 0;
-
-    while (done < len) {
-        int64_t n = tm_io_pread(vd->io, buf + done, len - done, off + done);
-
-        if (n < 0)
-            return tm_err_set_at(&vd->err, (int)n, off + done,
-                                 "cannot read: %s", tm_strerror((int)n));
-        if (n == 0) {
-            memset(buf + done, 0, len - done);
-            break;
-        }
-        done += (size_t)n;
-    }
-    return 0;
-}
-
-static bool
-buf_is_zero(const uint8_t *p, size_t n)
-{
-    return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
-static int
-punch_later(struct tm_vhdx *vd, uint64_t off)
-{
-    if (vd->npunch == vd->punch_cap) {
-        size_t cap = vd->punch_cap ? vd->punch_cap * 2 : 16;
-        uint64_t *t = realloc(vd->to_punch, cap * sizeof(*t));
-
-        if (t == NULL)
-            return -ENOMEM;
-        vd->to_punch = t;
-        vd->punch_cap = cap;
-    }
-    vd->to_punch[vd->npunch++] = off;
-    return 0;
-}
-
 static int
 set_entry(struct tm_vhdx *vd, uint64_t idx, uint64_t e)
 {
@@ -153,10 +109,10 @@ zero_blocks(struct tm_vhdx *vd, struct tm_vhdx_optimize_stats *st)
              pos += step, step = cap) {
             size_t n = vis - pos < step ? (size_t)(vis - pos) : (size_t)step;
 
-            rc = read_file(vd, buf, n, VHDX_BAT_OFF(e) + pos);
+            rc = vhdx_read_file(vd, buf, n, VHDX_BAT_OFF(e) + pos);
             if (rc < 0)
                 goto out;
-            zero = buf_is_zero(buf, n);
+            zero = vhdx_buf_is_zero(buf, n);
         }
         if (!zero)
             continue;
@@ -164,7 +120,7 @@ zero_blocks(struct tm_vhdx *vd, struct tm_vhdx_optimize_stats *st)
          * BAT still references. */
         rc = set_entry(vd, i, VHDX_BAT_ENTRY(VHDX_PAYLOAD_ZERO, 0));
         if (rc == 0)
-            rc = punch_later(vd, VHDX_BAT_OFF(e));
+            rc = vhdx_punch_later(vd, VHDX_BAT_OFF(e));
         if (rc == 0)
             st->blocks_zeroed++;
     }
@@ -263,7 +219,7 @@ copy_extent(struct tm_vhdx *vd, uint64_t from, uint64_t to, uint64_t len,
 {
     for (uint64_t pos = 0; pos < len; pos += COPY_BYTES) {
         size_t n = len - pos < COPY_BYTES ? (size_t)(len - pos) : COPY_BYTES;
-        int rc = read_file(vd, buf, n, from + pos);
+        int rc = vhdx_read_file(vd, buf, n, from + pos);
 
         if (rc < 0)
             return rc;
@@ -373,13 +329,9 @@ tm_vhdx_optimize(struct tm_vhdx *vd, struct tm_vhdx_optimize_stats *st)
 
     memset(st, 0, sizeof(*st));
     tm_err_clear(&vd->err);
-    if (!vd->is_open)
-        return tm_err_set(&vd->err, TM_E_INVALID, "the handle is not open");
-    if (vd->poisoned)
-        return tm_err_set(&vd->err, TM_E_POISONED,
-                          "an earlier write failed; reopen the file");
-    if (vd->rdonly)
-        return tm_err_set(&vd->err, TM_E_READONLY, "opened read-only");
+    rc = vhdx_check_usable(vd, true);
+    if (rc < 0)
+        return rc;
     rc = tm_io_size(vd->io, &size);
     if (rc < 0)
         return tm_err_set(&vd->err, rc, "cannot get the file size: %s",

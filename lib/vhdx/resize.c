@@ -199,11 +199,9 @@ tm_vhdx_min_size(struct tm_vhdx *vd, uint64_t *out)
 
     *out = 0;
     tm_err_clear(&vd->err);
-    if (!vd->is_open)
-        return tm_err_set(&vd->err, TM_E_INVALID, "the handle is not open");
-    if (vd->poisoned)
-        return tm_err_set(&vd->err, TM_E_POISONED,
-                          "an earlier write failed; reopen the file");
+    rc = vhdx_check_usable(vd, false);
+    if (rc < 0)
+        return rc;
     rc = min_size_locked(vd, out);
     if (rc < 0 && vd->err.code == 0)
         tm_err_set(&vd->err, rc, "cannot find where the data ends: %s",
@@ -276,23 +274,6 @@ vhdx_truncate_unused(struct tm_vhdx *vd)
 }
 
 /* ---- resize -------------------------------------------------------------- */
-
-/* Queues file space for vhdx_bat_commit to punch after its commit. */
-static int
-punch_later(struct tm_vhdx *vd, uint64_t off)
-{
-    if (vd->npunch == vd->punch_cap) {
-        size_t cap = vd->punch_cap ? vd->punch_cap * 2 : 16;
-        uint64_t *t = realloc(vd->to_punch, cap * sizeof(*t));
-
-        if (t == NULL)
-            return -ENOMEM;
-        vd->to_punch = t;
-        vd->punch_cap = cap;
-    }
-    vd->to_punch[vd->npunch++] = off;
-    return 0;
-}
 
 /* Commits the dirty BAT sectors once they fill a log entry. */
 static int
@@ -687,7 +668,7 @@ shrink(struct tm_vhdx *vd, uint64_t new_size)
         if (rc < 0)
             goto out;
         if (is_payload_index(&g2, i) && is_present(e)) {
-            rc = punch_later(vd, VHDX_BAT_OFF(e));
+            rc = vhdx_punch_later(vd, VHDX_BAT_OFF(e));
         } else if (!is_payload_index(&g2, i) &&
                    VHDX_BAT_STATE(e) == VHDX_SB_PRESENT) {
             sb_punch[nsb++] = VHDX_BAT_OFF(e);
@@ -727,13 +708,9 @@ tm_vhdx_resize(struct tm_vhdx *vd, uint64_t new_size)
     int rc;
 
     tm_err_clear(&vd->err);
-    if (!vd->is_open)
-        return tm_err_set(&vd->err, TM_E_INVALID, "the handle is not open");
-    if (vd->poisoned)
-        return tm_err_set(&vd->err, TM_E_POISONED,
-                          "an earlier write failed; reopen the file");
-    if (vd->rdonly)
-        return tm_err_set(&vd->err, TM_E_READONLY, "opened read-only");
+    rc = vhdx_check_usable(vd, true);
+    if (rc < 0)
+        return rc;
     ss = vd->p.logical_sector;
     if (new_size < ss || new_size > TM_VHDX_MAX_VIRTUAL_SIZE)
         return tm_err_set(&vd->err, TM_E_INVALID,

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "engine.h"
+#include "vhdx_testutil.h"
 
 #define MiB (1u << 20)
 #define GiB (1ull << 30)
@@ -27,34 +28,6 @@
 /* 1 MiB blocks and 512-byte sectors: 31 chunks of 4097 entries fill a
  * 1 MiB BAT region (97 %); one more block needs a second MiB. */
 #define FULL_BAT_SIZE (124 * GiB)
-
-static struct tm_io *
-new_disk(uint64_t vsize, uint32_t bs, uint32_t lss, bool fixed)
-{
-    struct tm_io *mem = tm_io_mem_new();
-    struct tm_vhdx *vd = tm_vhdx_new();
-    struct tm_vhdx_create_params p = {
-        .virtual_size = vsize, .block_size = bs, .logical_sector = lss,
-        .fixed = fixed,
-    };
-
-    assert_non_null(mem);
-    assert_int_equal(tm_vhdx_create(vd, tm_io_borrow_new(mem), &p), 0);
-    assert_int_equal(tm_vhdx_close(vd), 0);
-    return mem;
-}
-
-static struct tm_vhdx *
-open_disk(struct tm_io *mem, unsigned flags)
-{
-    struct tm_vhdx *vd = tm_vhdx_new();
-    int rc = tm_vhdx_open(vd, tm_io_borrow_new(mem), flags);
-
-    if (rc != 0)
-        print_error("open: %s\n", tm_vhdx_err(vd)->msg);
-    assert_int_equal(rc, 0);
-    return vd;
-}
 
 static void
 report(void *user, const char *problem)

@@ -345,11 +345,10 @@ out:
 static int
 check_io(struct tm_vhdx *vd, uint64_t off, uint64_t len)
 {
-    if (!vd->is_open)
-        return tm_err_set(&vd->err, TM_E_INVALID, "the handle is not open");
-    if (vd->poisoned)
-        return tm_err_set(&vd->err, TM_E_POISONED,
-                          "an earlier write failed; reopen the file");
+    int rc = vhdx_check_usable(vd, false);
+
+    if (rc < 0)
+        return rc;
     if (off > vd->p.virtual_size || len > vd->p.virtual_size - off)
         return tm_err_set(&vd->err, TM_E_RANGE,
                           "range %" PRIu64 "+%" PRIu64 " lies outside the "
@@ -373,10 +372,8 @@ is_parent_backed(const struct tm_vhdx *vd, unsigned st)
                                 st == VHDX_PAYLOAD_PARTIALLY_PRESENT);
 }
 
-/* Reads file bytes; what lies past the end of the file reads as zeros
- * (COMPAT: a last block that runs past EOF). */
-static int
-read_file(struct tm_vhdx *vd, uint8_t *buf, size_t len, uint64_t off)
+int
+vhdx_read_file(struct tm_vhdx *vd, uint8_t *buf, size_t len, uint64_t off)
 {
     size_t done = 0;
 
@@ -480,7 +477,7 @@ load_bitmap(struct tm_vhdx *vd, uint64_t chunk, uint8_t **out)
             return tm_err_set(&vd->err, -ENOMEM, "no memory for a sector "
                               "bitmap");
         if (present) {
-            rc = read_file(vd, m, VHDX_MiB, VHDX_BAT_OFF(e));
+            rc = vhdx_read_file(vd, m, VHDX_MiB, VHDX_BAT_OFF(e));
             if (rc < 0) {
                 free(m);
                 return rc;
@@ -563,7 +560,7 @@ read_partial(struct tm_vhdx *vd, uint8_t *p, size_t len, uint64_t off,
         size_t n = run * ls - in < len ? (size_t)(run * ls - in) : len;
 
         if (v)
-            rc = read_file(vd, p, n,
+            rc = vhdx_read_file(vd, p, n,
                            VHDX_BAT_OFF(e) + off % vd->p.block_size);
         else
             rc = read_parent(vd, p, n, off);
@@ -628,7 +625,7 @@ read_at(struct tm_vhdx *vd, uint8_t *p, size_t len, uint64_t off)
 
         if (st == VHDX_PAYLOAD_FULLY_PRESENT) {
             n = contiguous_run(vd, blk, n, len);
-            rc = read_file(vd, p, n, VHDX_BAT_OFF(e) + in);
+            rc = vhdx_read_file(vd, p, n, VHDX_BAT_OFF(e) + in);
         } else if (!is_parent_backed(vd, st)) {
             memset(p, 0, n);
             rc = 0;
@@ -769,16 +766,6 @@ write_partial(struct tm_vhdx *vd, const uint8_t *p, size_t len, uint64_t off,
     return rc;
 }
 
-static bool
-buf_is_zero(const uint8_t *p, size_t n)
-{
-    if (n == 0)
-        return true;
-    if (p[0] != 0)
-        return false;
-    return memcmp(p, p + 1, n - 1) == 0;
-}
-
 /* The start of every user-visible change of [off, off + len): checks the
  * range and the handle, and renews the GUIDs the first time.  Returns 1
  * to go ahead, 0 for an empty range, or a negative code. */
@@ -832,7 +819,7 @@ write_blocks(struct tm_vhdx *vd, const uint8_t *p, size_t len, uint64_t off)
             if (rc < 0)
                 return rc;
             goto next;
-        } else if (buf_is_zero(p, n)) {
+        } else if (vhdx_buf_is_zero(p, n)) {
             /* Zeros into a block that reads as zeros: nothing to do
              * (UNDEFINED may read anything, and we read it as zeros).  A
              * differencing disk's whole block of zeros over the parent
@@ -938,11 +925,9 @@ tm_vhdx_flush(struct tm_vhdx *vd)
     int rc;
 
     tm_err_clear(&vd->err);
-    if (!vd->is_open)
-        return tm_err_set(&vd->err, TM_E_INVALID, "the handle is not open");
-    if (vd->poisoned)
-        return tm_err_set(&vd->err, TM_E_POISONED,
-                          "an earlier write failed; reopen the file");
+    rc = vhdx_check_usable(vd, false);
+    if (rc < 0)
+        return rc;
     if (vd->rdonly || !vd->modified)
         return 0;
     if (vd->ndirty > 0 || vd->npunch > 0)
@@ -1015,8 +1000,8 @@ write_zero_range(struct tm_vhdx *vd, uint64_t off, uint64_t len)
     return 0;
 }
 
-static int
-punch_later(struct tm_vhdx *vd, uint64_t off)
+int
+vhdx_punch_later(struct tm_vhdx *vd, uint64_t off)
 {
     if (vd->npunch == vd->punch_cap) {
         size_t cap = vd->punch_cap ? vd->punch_cap * 2 : 16;
@@ -1070,7 +1055,7 @@ tm_vhdx_discard(struct tm_vhdx *vd, uint64_t off, uint64_t len,
                 if (st == VHDX_PAYLOAD_FULLY_PRESENT ||
                     (vd->p.has_parent &&
                      st == VHDX_PAYLOAD_PARTIALLY_PRESENT)) {
-                    rc = punch_later(vd, VHDX_BAT_OFF(e));
+                    rc = vhdx_punch_later(vd, VHDX_BAT_OFF(e));
                     if (rc < 0)
                         return rc;
                 }

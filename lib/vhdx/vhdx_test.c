@@ -16,40 +16,13 @@
 
 #include "vhdx.h"
 #include "vhdx_int.h"
+#include "vhdx_testutil.h"
 
 #define MiB (1u << 20)
 
 /* Our layout for a 1 MiB log: metadata at 2 MiB, BAT at 3 MiB. */
 #define META_OFF (2u * MiB)
 #define BAT_OFF (3u * MiB)
-
-static struct tm_io *
-new_disk(uint64_t vsize, uint32_t bs, uint32_t lss, bool fixed)
-{
-    struct tm_io *mem = tm_io_mem_new();
-    struct tm_vhdx *vd = tm_vhdx_new();
-    struct tm_vhdx_create_params p = {
-        .virtual_size = vsize, .block_size = bs, .logical_sector = lss,
-        .fixed = fixed,
-    };
-
-    assert_non_null(mem);
-    assert_int_equal(tm_vhdx_create(vd, tm_io_borrow_new(mem), &p), 0);
-    assert_int_equal(tm_vhdx_close(vd), 0);
-    return mem;
-}
-
-static struct tm_vhdx *
-open_disk(struct tm_io *mem, unsigned flags)
-{
-    struct tm_vhdx *vd = tm_vhdx_new();
-    int rc = tm_vhdx_open(vd, tm_io_borrow_new(mem), flags);
-
-    if (rc != 0)
-        print_error("open: %s\n", tm_vhdx_err(vd)->msg);
-    assert_int_equal(rc, 0);
-    return vd;
-}
 
 static int
 open_rc(struct tm_io *mem, unsigned flags, char *msg, size_t cap)
@@ -60,24 +33,6 @@ open_rc(struct tm_io *mem, unsigned flags, char *msg, size_t cap)
     snprintf(msg, cap, "%s", tm_vhdx_err(vd)->msg);
     tm_vhdx_close(vd);
     return rc;
-}
-
-static struct tm_io *
-copy_disk(struct tm_io *src)
-{
-    struct tm_io *dst = tm_io_mem_new();
-    uint64_t size;
-    uint8_t *buf = malloc(MiB);
-
-    assert_int_equal(tm_io_size(src, &size), 0);
-    for (uint64_t off = 0; off < size; off += MiB) {
-        size_t n = size - off < MiB ? (size_t)(size - off) : MiB;
-
-        assert_int_equal(tm_io_pread_all(src, buf, n, off), 0);
-        assert_int_equal(tm_io_pwrite_all(dst, buf, n, off), 0);
-    }
-    free(buf);
-    return dst;
 }
 
 static void

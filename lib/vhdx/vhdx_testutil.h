@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: MIT */
+/* vhdx_testutil.h - memory-file disks the engine's tests share: make
+ * one, open one (failing the test with the engine's message), copy one.
+ * Include after <cmocka.h> and "vhdx.h". */
+#ifndef TM_VHDX_TESTUTIL_H
+#define TM_VHDX_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+/* A new empty VHDX in a memory file. */
+static inline struct tm_io *
+new_disk(uint64_t vsize, uint32_t bs, uint32_t lss, bool fixed)
+{
+    struct tm_io *mem = tm_io_mem_new();
+    struct tm_vhdx *vd = tm_vhdx_new();
+    struct tm_vhdx_create_params p = {
+        .virtual_size = vsize, .block_size = bs, .logical_sector = lss,
+        .fixed = fixed,
+    };
+
+    assert_non_null(mem);
+    assert_int_equal(tm_vhdx_create(vd, tm_io_borrow_new(mem), &p), 0);
+    assert_int_equal(tm_vhdx_close(vd), 0);
+    return mem;
+}
+
+static inline struct tm_vhdx *
+open_disk(struct tm_io *mem, unsigned flags)
+{
+    struct tm_vhdx *vd = tm_vhdx_new();
+    int rc = tm_vhdx_open(vd, tm_io_borrow_new(mem), flags);
+
+    if (rc != 0)
+        print_error("open: %s\n", tm_vhdx_err(vd)->msg);
+    assert_int_equal(rc, 0);
+    return vd;
+}
+
+/* A new memory file holding what 'src' holds. */
+static inline struct tm_io *
+copy_disk(struct tm_io *src)
+{
+    struct tm_io *dst = tm_io_mem_new();
+    uint64_t size;
+    uint8_t *buf = malloc(1u << 20);
+
+    assert_non_null(dst);
+    assert_non_null(buf);
+    assert_int_equal(tm_io_size(src, &size), 0);
+    for (uint64_t off = 0; off < size; off += 1u << 20) {
+        size_t n = size - off < (1u << 20) ? (size_t)(size - off) : 1u << 20;
+
+        assert_int_equal(tm_io_pread_all(src, buf, n, off), 0);
+        assert_int_equal(tm_io_pwrite_all(dst, buf, n, off), 0);
+    }
+    free(buf);
+    return dst;
+}
+
+#endif
