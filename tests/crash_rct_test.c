@@ -153,7 +153,7 @@ check_id(struct tm_rct *t, const struct state *st, const struct sealed *s,
 {
     uint64_t vsize = st->g->vsize;
     size_t cap = vsize / st->g->granularity + 2;
-    struct tm_rct_range *r = malloc(cap * sizeof(*r));
+    struct tm_range *r = malloc(cap * sizeof(*r));
     uint64_t pos = 0, gap = 0;
     int rc = 0;
 

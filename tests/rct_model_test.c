@@ -138,9 +138,9 @@ struct model {
     struct tm_io *rct_mem, *mrt_mem;
     struct tm_rct *t;
     struct tm_rct_binding b;
-    struct tm_rct_range *rbuf;  /* scratch for queries */
+    struct tm_range *rbuf;  /* scratch for queries */
     size_t rcap;
-    struct tm_rct_range *one, *paged;
+    struct tm_range *one, *paged;
     size_t none, npaged, capone, cappaged;
     /* statistics */
     unsigned long ops, writes, seals, queries, persists, reopens, crashes,
@@ -350,8 +350,8 @@ drop_snap(struct model *m, struct idrec *r)
 /* ---- queries and their checks ------------------------------------------ */
 
 static void
-push_range(struct tm_rct_range **v, size_t *n, size_t *cap,
-           struct tm_rct_range r, bool merge, unsigned long *splits)
+push_range(struct tm_range **v, size_t *n, size_t *cap,
+           struct tm_range r, bool merge, unsigned long *splits)
 {
     if (merge && *n > 0 && (*v)[*n - 1].off + (*v)[*n - 1].len == r.off) {
         (*v)[*n - 1].len += r.len;
@@ -373,7 +373,7 @@ push_range(struct tm_rct_range **v, size_t *n, size_t *cap,
  * call's code (0 when all calls succeeded). */
 static int
 run_query(struct model *m, const char *id, const char *until, uint64_t off,
-          uint64_t len, size_t cap, struct tm_rct_range **out, size_t *nout,
+          uint64_t len, size_t cap, struct tm_range **out, size_t *nout,
           size_t *capout)
 {
     uint64_t end = off + len < m->c.vsize ? off + len : m->c.vsize;
@@ -426,7 +426,7 @@ run_query(struct model *m, const char *id, const char *until, uint64_t off,
             die("array not full (%zu of %zu) but processed %" PRIu64
                 " of %" PRIu64, count, cap, processed, end - pos);
         for (size_t i = 0; i < count; i++) {
-            struct tm_rct_range r = m->rbuf[i];
+            struct tm_range r = m->rbuf[i];
 
             if (r.len == 0)
                 die("empty range at %" PRIu64, r.off);
@@ -454,7 +454,7 @@ run_query(struct model *m, const char *id, const char *until, uint64_t off,
 
 /* Is [a, b) inside one of the (merged, sorted) ranges? */
 static bool
-covered(const struct tm_rct_range *v, size_t n, uint64_t a, uint64_t b)
+covered(const struct tm_range *v, size_t n, uint64_t a, uint64_t b)
 {
     size_t lo = 0, hi = n;
 
@@ -473,7 +473,7 @@ covered(const struct tm_rct_range *v, size_t n, uint64_t a, uint64_t b)
  * [wa, wb) lies in a range of v. */
 static void
 check_no_miss(struct model *m, struct page **old, struct page **now,
-              uint64_t wa, uint64_t wb, const struct tm_rct_range *v,
+              uint64_t wa, uint64_t wb, const struct tm_range *v,
               size_t n, const char *what)
 {
     static const uint8_t zeros[PAGE];
@@ -526,7 +526,7 @@ check_no_miss(struct model *m, struct page **old, struct page **now,
 /* (b): every reported granule was written since 'bound', or lies in a
  * region a recovery counted as changed since then. */
 static void
-check_bound(struct model *m, uint32_t bound, const struct tm_rct_range *v,
+check_bound(struct model *m, uint32_t bound, const struct tm_range *v,
             size_t n, const char *what)
 {
     uint32_t G = m->c.granularity;
@@ -995,7 +995,7 @@ static void
 expect_query_err(struct model *m, const char *id, const char *until,
                  int want, const char *what)
 {
-    struct tm_rct_range r[4];
+    struct tm_range r[4];
     size_t count = 4;
     uint64_t processed = 0;
     int rc = tm_rct_query(m->t, id, until, 0, m->c.vsize, r, &count,
@@ -1217,7 +1217,7 @@ resets_and_bad_ids(void **state)
     enum tm_rct_open_state st;
     char id1[TM_RCT_ID_MAX + 1], id2[TM_RCT_ID_MAX + 1];
     char id3[TM_RCT_ID_MAX + 1], id4[TM_RCT_ID_MAX + 1];
-    struct tm_rct_range r[8];
+    struct tm_range r[8];
     size_t count;
     uint64_t processed;
 
@@ -1345,7 +1345,7 @@ seal_after_clean_open_then_crash(void **state)
     struct tm_err err;
     enum tm_rct_open_state st;
     char id1[TM_RCT_ID_MAX + 1], id2[TM_RCT_ID_MAX + 1];
-    struct tm_rct_range r[8];
+    struct tm_range r[8];
     size_t count = 8;
     uint64_t processed;
     int rc;
@@ -1386,7 +1386,7 @@ static void
 check_renumbered(struct tm_rct *t, const char (*ids)[TM_RCT_ID_MAX + 1],
                  uint32_t nseals, const uint32_t *gen, uint32_t i)
 {
-    struct tm_rct_range r[RN_GRANULES];
+    struct tm_range r[RN_GRANULES];
     size_t count = RN_GRANULES;
     uint64_t processed;
     int rc = tm_rct_query(t, ids[i], NULL, 0, RN_GRANULES * 64 * KiB, r,
@@ -1471,7 +1471,7 @@ renumbering_keeps_changes(void **state)
         check_renumbered(t, ids, nseals, gen, i);
     {
         /* The oldest IDs fail "missing", not "invalid" or success. */
-        struct tm_rct_range r[4];
+        struct tm_range r[4];
         size_t count = 4;
         uint64_t processed;
         int rc = tm_rct_query(t, ids[0], NULL, 0, b.virtual_size, r, &count,

@@ -17,17 +17,12 @@
 #include <string.h>
 
 #include "tidemark/errors.h"
+#include "tidemark/types.h"
 
 /* ---- error detail ------------------------------------------------------ */
 
-/* Error detail carried by a handle until its next call: the code, a
- * one-line message (lower case, no final full stop) and, when it concerns
- * a place in a file, that offset (UINT64_MAX otherwise). */
-struct tm_err {
-    int code;
-    uint64_t file_off;
-    char msg[512];
-};
+/* struct tm_err (tidemark/types.h) is the error detail a handle carries
+ * until its next call. */
 
 /* Sets *e to 'code' and the formatted message; returns 'code' so callers
  * can write 'return tm_err_set(...)'.  A NULL 'e' is allowed. */
@@ -218,11 +213,7 @@ bool tm_crc32c_is_hw(void);
 
 /* ---- GUIDs ------------------------------------------------------------- */
 
-/* 16 bytes in the on-disk (Microsoft mixed-endian) order. */
-struct tm_guid {
-    uint8_t b[16];
-};
-#define TM_GUID_STR_LEN 36              /* without braces or NUL */
+/* struct tm_guid (tidemark/types.h): 16 bytes in the on-disk order. */
 
 /* Fills *g with random bytes (getrandom) marked as an RFC 4122 version-4
  * GUID in the Microsoft byte order.  Returns 0 or -errno. */

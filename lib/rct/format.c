@@ -190,7 +190,7 @@ rct_body_decode(const uint8_t *buf, size_t len, const struct rct_header *h,
         memcpy(f->lineage.b, buf + pos, 16);
         f->reason = buf[pos + 16];
         if (f->reason < TM_RCT_RESET_FOREIGN_WRITE ||
-            f->reason > TM_RCT_RESET_CORRUPT) {
+            f->reason > TM_RCT_RESET_RESTARTED) {
             tm_err_set(err, rc, "rct body: former lineage %" PRIu32
                        " reason %u unknown", i, (unsigned)f->reason);
             goto out_free;

@@ -379,7 +379,7 @@ check_geometry(uint32_t gran, uint64_t region, uint64_t vs,
  * opening it again resets again). */
 static int
 start_lineage(struct tm_rct *t, const struct tm_rct_binding *b,
-              uint32_t gran, uint64_t region)
+              uint32_t gran, uint64_t region, uint32_t flags)
 {
     int rc;
 
@@ -393,7 +393,7 @@ start_lineage(struct tm_rct *t, const struct tm_rct_binding *b,
     t->epoch = 1;
     t->next_counter = 1;
     t->nhist = 0;
-    t->flags = 0;
+    t->flags = flags & RCT_FLAG_DISABLED;
     t->newer_changes = false;
     return persist_locked(t, false);
 }
@@ -436,7 +436,7 @@ tm_rct_create(struct tm_io *rct, struct tm_io *mrt,
         tm_err_set(&t->err, rc, "cannot truncate the sidecars");
         goto out_free;
     }
-    rc = start_lineage(t, b, gran, region);
+    rc = start_lineage(t, b, gran, region, 0);
     if (rc < 0)
         goto out_free;
     *out = t;
@@ -539,6 +539,9 @@ reason_name(int reason)
         return "the disk was resized";
     case TM_RCT_RESET_CORRUPT:
         return "the tracking files were corrupt or mismatched";
+    case TM_RCT_RESET_RESTARTED:
+        return "tracking was disabled and enabled again, or reset on "
+               "request";
     default:
         return "unknown";
     }
@@ -556,6 +559,7 @@ tm_rct_open(struct tm_io *rct, struct tm_io *mrt,
     uint8_t mbuf[RCT_MRT_HDR_BYTES];
     enum tm_rct_open_state st = TM_RCT_CLEAN;
     struct tm_guid old_lineage = { { 0 } };
+    uint32_t old_flags = 0;
     bool mrt_ok;
     uint64_t fsize;
     uint64_t max_seq = 0;
@@ -636,6 +640,7 @@ tm_rct_open(struct tm_io *rct, struct tm_io *mrt,
         if (s[i].rc == 0 && s[i].h.seq == max_seq) {
             old_lineage = s[i].h.lineage;
             gran = s[i].h.granularity;
+            old_flags = s[i].h.flags;
         }
     if (max_seq == 0 && mrt_ok)
         old_lineage = mh.lineage;
@@ -650,6 +655,7 @@ tm_rct_open(struct tm_io *rct, struct tm_io *mrt,
         body.hist = NULL;
         old_lineage = cur->h.lineage;
         gran = cur->h.granularity;
+        old_flags = cur->h.flags;
         t->have_cur = true;
         t->cur_slot = (unsigned)(cur - s);
         t->cur_body_off = cur->h.body_off;
@@ -677,7 +683,9 @@ tm_rct_open(struct tm_io *rct, struct tm_io *mrt,
 
     if (st != TM_RCT_CLEAN) {
         former_push(t, &old_lineage, (uint8_t)st);
-        rc = start_lineage(t, b, gran, region);
+        /* Tracking switched off stays off: writes made meanwhile are
+         * what changed the DataWriteGuid. */
+        rc = start_lineage(t, b, gran, region, old_flags);
         if (rc < 0)
             goto out_free;
         tm_err_set(err, 0, "tracking reset: %s", reason_name(st));
@@ -990,7 +998,7 @@ next_unchanged(const uint16_t *gens, uint64_t g, uint64_t end, uint16_t e)
 
 int
 tm_rct_query(struct tm_rct *t, const char *id, const char *until,
-             uint64_t off, uint64_t len, struct tm_rct_range *ranges,
+             uint64_t off, uint64_t len, struct tm_range *ranges,
              size_t *count, uint64_t *processed)
 {
     uint32_t c_id, c_until;
@@ -1059,6 +1067,54 @@ tm_rct_query(struct tm_rct *t, const char *id, const char *until,
     return 0;
 }
 
+/* ---- disable / reset -------------------------------------------------------- */
+
+int
+tm_rct_disable(struct tm_rct *t)
+{
+    int rc;
+
+    if (t == NULL)
+        return TM_E_INVALID;
+    rc = check_usable(t);
+    if (rc < 0)
+        return rc;
+    t->flags |= RCT_FLAG_DISABLED;
+    return persist_locked(t, false);
+}
+
+int
+tm_rct_reset(struct tm_rct *t, const struct tm_rct_binding *b,
+             enum tm_rct_open_state reason, const struct tm_rct_params *p)
+{
+    uint32_t gran;
+    uint64_t region;
+    int rc;
+
+    if (t == NULL)
+        return TM_E_INVALID;
+    rc = check_usable(t);
+    if (rc < 0)
+        return rc;
+    if (reason < TM_RCT_RESET_FOREIGN_WRITE ||
+        reason > TM_RCT_RESET_RESTARTED)
+        return tm_err_set(&t->err, TM_E_INVALID, "reset reason %d unknown",
+                          (int)reason);
+    gran = p && p->granularity ? p->granularity : t->gran;
+    region = p && p->region ? p->region : t->region;
+    if (region < gran)
+        region = gran;
+    rc = check_binding(b, &t->err);
+    if (rc == 0)
+        rc = check_geometry(gran, region, b->virtual_size, &t->err);
+    if (rc < 0)
+        return rc;
+    /* CRASH: start_lineage persists; until its header is durable the old
+     * lineage is current (its IDs still answer, correctly). */
+    former_push(t, &t->lineage, (uint8_t)reason);
+    return start_lineage(t, b, gran, region, 0);
+}
+
 /* ---- close / free / info ---------------------------------------------------- */
 
 int
@@ -1096,6 +1152,7 @@ tm_rct_get_info(struct tm_rct *t, struct tm_rct_info *out)
     out->virtual_size = t->binding.virtual_size;
     out->lineage = t->lineage;
     out->sealed = t->nhist;
+    out->disabled = (t->flags & RCT_FLAG_DISABLED) != 0;
     out->memory = t->granules * sizeof(*t->gens) +
                   (uint64_t)t->nsectors * (RCT_MRT_SECTOR_BYTES - 8) +
                   (uint64_t)t->hist_cap * sizeof(*t->hist) + sizeof(*t);

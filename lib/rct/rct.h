@@ -51,6 +51,8 @@ enum tm_rct_open_state {
     TM_RCT_RESET_FOREIGN_WRITE, /* the disk's DataWriteGuid changed */
     TM_RCT_RESET_RESIZED,       /* its virtual size changed */
     TM_RCT_RESET_CORRUPT,       /* sidecars unreadable or mismatched */
+    TM_RCT_RESET_RESTARTED,     /* disabled and enabled again, or reset
+                                 * on request (tm_rct_reset) */
 };
 
 /* Enables tracking: writes fresh sidecars (a new lineage, nothing
@@ -92,11 +94,6 @@ int tm_rct_seal(struct tm_rct *t, char id[TM_RCT_ID_MAX + 1]);
 int tm_rct_state(struct tm_rct *t, char id[TM_RCT_ID_MAX + 1],
                  bool *newer_changes);
 
-struct tm_rct_range {
-    uint64_t off;
-    uint64_t len;
-};
-
 /* QueryChangesVirtualDisk: byte ranges inside [off, off + len) (clipped
  * to the virtual size) changed since 'id' was sealed, or with 'until'
  * non-NULL changed between 'id' and the later 'until' (a superset: it
@@ -116,7 +113,7 @@ struct tm_rct_range {
  * history), TM_E_INVALID ('until' older than 'id'), TM_E_RCT_DISABLED
  * (the .rct has its DISABLED flag set). */
 int tm_rct_query(struct tm_rct *t, const char *id, const char *until,
-                 uint64_t off, uint64_t len, struct tm_rct_range *ranges,
+                 uint64_t off, uint64_t len, struct tm_range *ranges,
                  size_t *count, uint64_t *processed);
 
 /* Writes the map and history to the .rct atomically, recording 'b' as
@@ -134,6 +131,23 @@ int tm_rct_persist(struct tm_rct *t, const struct tm_rct_binding *b,
  * whatever happens.  Accepts NULL. */
 int tm_rct_close(struct tm_rct *t, const struct tm_rct_binding *b);
 
+/* SetVirtualDiskInformation(CHANGE_TRACKING_STATE, FALSE): sets the
+ * DISABLED flag and persists.  Queries then fail TM_E_RCT_DISABLED; the
+ * caller stops marking.  A reset at open keeps the flag (writes made
+ * while disabled change the DataWriteGuid), so tracking stays off until
+ * tm_rct_reset turns it on again under a new lineage. */
+int tm_rct_disable(struct tm_rct *t);
+
+/* Starts a new lineage for the disk 'b' describes (its size may differ:
+ * the map is made anew), with nothing changed and no ID, the DISABLED
+ * flag clear, and the lineage it ends remembered with 'reason' (a
+ * TM_RCT_RESET_*), so its IDs fail TM_E_RCT_RESET.  'p' NULL keeps the
+ * granularity and region size.  Persisted before it returns (a crash
+ * leaves the old state, or the new). */
+int tm_rct_reset(struct tm_rct *t, const struct tm_rct_binding *b,
+                 enum tm_rct_open_state reason,
+                 const struct tm_rct_params *p);
+
 /* Frees without persisting, as a crash would leave things. */
 void tm_rct_free(struct tm_rct *t);
 
@@ -147,6 +161,7 @@ struct tm_rct_info {
     uint64_t virtual_size;
     struct tm_guid lineage;
     uint32_t sealed;            /* IDs retained */
+    bool disabled;              /* the DISABLED flag is set */
     uint64_t memory;            /* bytes the map holds in memory */
 };
 int tm_rct_get_info(struct tm_rct *t, struct tm_rct_info *out);

@@ -115,7 +115,7 @@ disk_destroy(struct disk *d)
 
 /* Queries 'id' over the whole disk in one call; returns the count. */
 static size_t
-query_all(struct tm_rct *t, const char *id, struct tm_rct_range *r,
+query_all(struct tm_rct *t, const char *id, struct tm_range *r,
           size_t cap)
 {
     uint64_t processed;
@@ -131,7 +131,7 @@ query_all(struct tm_rct *t, const char *id, struct tm_rct_range *r,
 static int
 query_rc(struct tm_rct *t, const char *id)
 {
-    struct tm_rct_range r[4];
+    struct tm_range r[4];
     uint64_t processed;
     size_t n = 4;
 
@@ -479,7 +479,7 @@ static void
 mark_seal_query_basics(void **state)
 {
     struct disk d;
-    struct tm_rct_range r[8];
+    struct tm_range r[8];
     char id1[TM_RCT_ID_MAX + 1], id2[TM_RCT_ID_MAX + 1];
     char cur[TM_RCT_ID_MAX + 1];
     struct tm_guid lin;
@@ -564,7 +564,7 @@ paging_edge_cases(void **state)
 {
     const uint64_t vs = 10 * MiB + 3000;        /* last granule short */
     struct disk d;
-    struct tm_rct_range r[4];
+    struct tm_range r[4];
     char id[TM_RCT_ID_MAX + 1];
     uint64_t processed, pos;
     size_t n, total = 0;
@@ -630,7 +630,7 @@ static void
 persist_and_reopen_clean(void **state)
 {
     struct disk d;
-    struct tm_rct_range r[8], r2[8];
+    struct tm_range r[8], r2[8];
     char id1[TM_RCT_ID_MAX + 1], id2[TM_RCT_ID_MAX + 1];
     char cur[TM_RCT_ID_MAX + 1];
     struct tm_rct_info info;
@@ -684,7 +684,7 @@ reset_reasons(void **state)
     char id[TM_RCT_ID_MAX + 1];
     struct tm_rct_binding other;
     struct tm_rct_info i1, i2;
-    struct tm_rct_range r[4];
+    struct tm_range r[4];
 
     disk_create(&d, 1 * GiB, 0, 0);
     assert_int_equal(tm_rct_mark(d.t, 0, 1), 0);
@@ -827,7 +827,7 @@ recovery_reports_marked_regions(void **state)
 {
     struct disk d;
     char id1[TM_RCT_ID_MAX + 1], cur[TM_RCT_ID_MAX + 1];
-    struct tm_rct_range r[8];
+    struct tm_range r[8];
     bool newer;
     size_t n;
 
@@ -881,7 +881,7 @@ counter_never_reused_after_crash(void **state)
 {
     struct disk d;
     char id[4][TM_RCT_ID_MAX + 1], again[TM_RCT_ID_MAX + 1];
-    struct tm_rct_range r[8];
+    struct tm_range r[8];
     struct tm_guid lin;
     uint32_t c;
     size_t n;
@@ -924,7 +924,7 @@ renumbering_past_65535_epochs(void **state)
     struct disk d;
     char first[TM_RCT_ID_MAX + 1], mid[TM_RCT_ID_MAX + 1];
     char id[TM_RCT_ID_MAX + 1], last[TM_RCT_ID_MAX + 1];
-    struct tm_rct_range r[8];
+    struct tm_range r[8];
     struct tm_rct_info info;
     size_t n;
 
@@ -977,7 +977,7 @@ query_speed_on_a_tebibyte(void **state)
 {
     struct disk d;
     char id[TM_RCT_ID_MAX + 1], id2[TM_RCT_ID_MAX + 1];
-    struct tm_rct_range *r = malloc(1100000 * sizeof(*r));
+    struct tm_range *r = malloc(1100000 * sizeof(*r));
     uint64_t x = 88172645463325252ull, processed;
     double t0, t1, t2;
     size_t n;

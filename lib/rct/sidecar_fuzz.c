@@ -82,7 +82,7 @@ exercise(struct tm_io *rm, struct tm_io *mm, const uint8_t *data,
 {
     struct tm_rct_binding b = fuzz_binding();
     enum tm_rct_open_state st;
-    struct tm_rct_range r[8];
+    struct tm_range r[8];
     char id[TM_RCT_ID_MAX + 1], cur[TM_RCT_ID_MAX + 1];
     struct tm_err err = { 0 };
     struct tm_rct_info info;

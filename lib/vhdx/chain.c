@@ -446,47 +446,42 @@ tm_vhdx_set_locator(struct tm_vhdx *vd, const struct tm_vhdx_locator *loc)
  * one the child was made from (its DataWriteGuid is parent_linkage or
  * parent_linkage2) unless 'force'; its geometry must fit in any case. */
 int
-tm_vhdx_set_parent_path(const char *path, const char *parent_path,
-                        bool force, struct tm_err *err)
+tm_vhdx_reparent(struct tm_vhdx *vd, const char *parent_path, bool force)
 {
-    struct tm_vhdx_open_opts alone = { .no_parent = true };
     struct tm_vhdx_locator loc;
-    struct tm_vhdx *vd = tm_vhdx_new();
-    struct tm_vhdx *pa = tm_vhdx_new();
-    struct seen *seen = calloc(1, sizeof(*seen));
+    struct tm_vhdx *pa = NULL, *old;
+    struct tm_guid saved;
+    struct seen *seen = NULL;
+    struct stat st;
     char *cabs = NULL, *pabs = NULL;
     int rc;
 
     memset(&loc, 0, sizeof(loc));
-    tm_err_clear(err);
-    if (vd == NULL || pa == NULL || seen == NULL) {
-        rc = tm_err_set(err, -ENOMEM, "%s", tm_strerror(-ENOMEM));
-        goto out;
-    }
-    rc = tm_vhdx_open_path(vd, path, 0, &alone);
-    if (rc < 0) {
-        *err = vd->err;
-        goto out;
-    }
-    if (!vd->p.has_parent) {
-        rc = tm_err_set(err, TM_E_INVALID, "'%s' is not a differencing "
-                        "disk", path);
+    tm_err_clear(&vd->err);
+    if (!vd->is_open || !vd->p.has_parent || vd->loc == NULL)
+        return tm_err_set(&vd->err, TM_E_INVALID, "'%s' is not a "
+                          "differencing disk", vd->path ? vd->path : "");
+    if (vd->rdonly)
+        return tm_err_set(&vd->err, TM_E_READONLY, "opened read-only");
+    if (vd->path == NULL)
+        return tm_err_set(&vd->err, TM_E_INVALID,
+                          "the disk was not opened by path");
+    seen = calloc(1, sizeof(*seen));
+    pa = tm_vhdx_new();
+    if (seen == NULL || pa == NULL) {
+        rc = tm_err_set(&vd->err, -ENOMEM, "%s", tm_strerror(-ENOMEM));
         goto out;
     }
     /* The child is part of the chain to check for loops. */
-    {
-        struct stat st;
-
-        if (stat(path, &st) == 0) {
-            seen->dev[0] = st.st_dev;
-            seen->ino[0] = st.st_ino;
-            seen->n = 1;
-        }
+    if (stat(vd->path, &st) == 0) {
+        seen->dev[0] = st.st_dev;
+        seen->ino[0] = st.st_ino;
+        seen->n = 1;
     }
     rc = open_chain(pa, parent_path, TM_VHDX_RDONLY, NULL, LOCK_SHARED,
                     seen);
     if (rc < 0) {
-        *err = pa->err;
+        vd->err = pa->err;
         goto out;
     }
     if (!force && !tm_guid_equal(&pa->hdr.data_write_guid,
@@ -497,16 +492,16 @@ tm_vhdx_set_parent_path(const char *path, const char *parent_path,
 
         tm_guid_format(&vd->loc->linkage, want);
         tm_guid_format(&pa->hdr.data_write_guid, have);
-        rc = tm_err_set(err, TM_E_CHAIN, "'%s' is not the parent '%s' was "
-                        "made from: its DataWriteGuid is %s, the child's "
-                        "parent_linkage is %s (--force links it anyway)",
-                        parent_path, path, have, want);
+        rc = tm_err_set(&vd->err, TM_E_CHAIN, "'%s' is not the parent "
+                        "'%s' was made from: its DataWriteGuid is %s, the "
+                        "child's parent_linkage is %s (--force links it "
+                        "anyway)", parent_path, vd->path, have, want);
         goto out;
     }
     pabs = realpath(parent_path, NULL);
-    cabs = realpath(path, NULL);
+    cabs = realpath(vd->path, NULL);
     if (pabs == NULL || cabs == NULL) {
-        rc = tm_err_set(err, -errno, "%s", tm_strerror(-errno));
+        rc = tm_err_set(&vd->err, -errno, "%s", tm_strerror(-errno));
         goto out;
     }
     loc.linkage = pa->hdr.data_write_guid;
@@ -514,40 +509,70 @@ tm_vhdx_set_parent_path(const char *path, const char *parent_path,
     if (rc == 0)
         rc = vhdx_path_absolute_win(pabs, &loc.absolute_win32_path);
     if (rc < 0) {
-        tm_err_set(err, rc, "cannot express the parent's path: %s",
+        tm_err_set(&vd->err, rc, "cannot express the parent's path: %s",
                    tm_strerror(rc));
         goto out;
     }
     /* The geometry checks of a chain open, before anything is written;
      * under 'force' the identity is already the new parent's (in memory
      * only, until the locator is rewritten). */
+    old = vd->parent;
+    vd->parent = NULL;
+    saved = vd->loc->linkage;
     if (force)
         vd->loc->linkage = pa->hdr.data_write_guid;
     rc = tm_vhdx_attach_parent(vd, pa);
     pa = NULL;
     if (rc < 0) {
-        *err = vd->err;
-        tm_err_prefix(err, "'%s'", parent_path);
+        vd->loc->linkage = saved;
+        vd->parent = old;
+        tm_err_prefix(&vd->err, "'%s'", parent_path);
         goto out;
     }
     rc = tm_vhdx_set_locator(vd, &loc);
-    if (rc == 0)
-        rc = tm_vhdx_flush(vd);
     if (rc < 0) {
-        *err = vd->err;
-        tm_err_prefix(err, "'%s'", path);
+        /* The locator on disk is the old one (or the handle is
+         * poisoned): so is the chain the handle reads. */
+        pa = vd->parent;
+        vd->parent = old;
+        vd->loc->linkage = saved;
         goto out;
     }
-    rc = tm_vhdx_close(vd);
-    vd = NULL;
-    if (rc < 0)
-        tm_err_set(err, rc, "cannot close '%s': %s", path, tm_strerror(rc));
+    tm_vhdx_close(old);
 out:
     tm_vhdx_close(pa);
-    tm_vhdx_close(vd);
     vhdx_locator_free(&loc);
     free(seen);
     free(cabs);
     free(pabs);
+    return rc;
+}
+
+int
+tm_vhdx_set_parent_path(const char *path, const char *parent_path,
+                        bool force, struct tm_err *err)
+{
+    struct tm_vhdx_open_opts alone = { .no_parent = true };
+    struct tm_vhdx *vd = tm_vhdx_new();
+    int rc;
+
+    tm_err_clear(err);
+    if (vd == NULL)
+        return tm_err_set(err, -ENOMEM, "%s", tm_strerror(-ENOMEM));
+    rc = tm_vhdx_open_path(vd, path, 0, &alone);
+    if (rc == 0)
+        rc = tm_vhdx_reparent(vd, parent_path, force);
+    if (rc == 0)
+        rc = tm_vhdx_flush(vd);
+    if (rc < 0) {
+        *err = vd->err;
+        if (err->code == 0)
+            err->code = rc;
+        tm_vhdx_close(vd);
+        return rc;
+    }
+    rc = tm_vhdx_close(vd);
+    if (rc < 0)
+        tm_err_set(err, rc, "cannot close '%s': %s", path, tm_strerror(rc));
     return rc;
 }

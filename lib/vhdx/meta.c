@@ -383,3 +383,50 @@ vhdx_meta_rewrite(struct tm_vhdx *vd, const struct vhdx_meta_item *set,
 {
     return vhdx_meta_rewrite_rt(vd, set, n, NULL);
 }
+
+/* One identity item, replaced through the log. */
+static int
+set_item(struct tm_vhdx *vd, const struct tm_guid *id, const uint8_t *data,
+         uint32_t len)
+{
+    struct vhdx_meta_item item;
+    int rc;
+
+    if (vd == NULL || !vd->is_open)
+        return TM_E_INVALID;
+    rc = vhdx_check_usable(vd, true);
+    if (rc < 0)
+        return rc;
+    memset(&item, 0, sizeof(item));
+    item.id = *id;
+    item.data = data;
+    item.len = len;
+    item.is_virtual_disk = true;
+    item.is_required = true;
+    rc = vhdx_bat_commit(vd);
+    if (rc == 0)
+        rc = vhdx_meta_rewrite(vd, &item, 1);
+    return rc;
+}
+
+int
+tm_vhdx_set_virtual_disk_id(struct tm_vhdx *vd, const struct tm_guid *id)
+{
+    if (id == NULL)
+        return TM_E_INVALID;
+    return set_item(vd, &VHDX_GUID_VIRTUAL_DISK_ID, id->b, 16);
+}
+
+int
+tm_vhdx_set_physical_sector(struct tm_vhdx *vd, uint32_t bytes)
+{
+    uint8_t buf[4];
+
+    if (vd == NULL)
+        return TM_E_INVALID;
+    if (bytes != 512 && bytes != 4096)
+        return tm_err_set(&vd->err, TM_E_INVALID, "physical sector size "
+                          "%" PRIu32 " is neither 512 nor 4096", bytes);
+    tm_put_le32(buf, bytes);
+    return set_item(vd, &VHDX_GUID_PHYSICAL_SECTOR, buf, 4);
+}

@@ -162,6 +162,18 @@ vhdx_begin_modify(struct tm_vhdx *vd, bool user_visible)
     return 0;
 }
 
+int
+tm_vhdx_begin_write(struct tm_vhdx *vd)
+{
+    int rc;
+
+    if (vd == NULL || !vd->is_open)
+        return TM_E_INVALID;
+    tm_err_clear(&vd->err);
+    rc = vhdx_begin_modify(vd, true);
+    return rc;
+}
+
 static int
 read_header_slot(struct tm_vhdx *vd, unsigned slot, struct vhdx_header *h,
                  struct tm_err *err)

@@ -116,6 +116,13 @@ int tm_vhdx_flush(struct tm_vhdx *vd);
 int tm_vhdx_discard(struct tm_vhdx *vd, uint64_t off, uint64_t len,
                     enum tm_vhdx_discard_mode mode);
 
+/* Makes the first user-visible change of this open now: renews
+ * DataWriteGuid (MS-VHDX 2.2.2: once per open, at the first write) and
+ * makes the header durable, so a caller can record the new GUID (the
+ * change-tracking binding) before any data changes.  Later writes of the
+ * same open keep that GUID.  Idempotent. */
+int tm_vhdx_begin_write(struct tm_vhdx *vd);
+
 /* Where data lives, for sparse-aware copies: the length of the run that
  * starts at 'off' (up to 'len') and whether it may hold non-zero data
  * (false = reads as zeros for sure).  Returns 0 or a negative code. */
@@ -195,6 +202,13 @@ int tm_vhdx_create_child(struct tm_vhdx *vd, const char *path,
  * attached before stays attached. */
 int tm_vhdx_set_locator(struct tm_vhdx *vd, const struct tm_vhdx_locator *loc);
 
+/* Points an open read-write differencing disk (opened by path) at the
+ * parent at 'parent_path', as tm_vhdx_set_parent_path below, and attaches
+ * that parent (opened read-only with its chain) in place of the old one.
+ * On failure the handle reads through the parent it had. */
+int tm_vhdx_reparent(struct tm_vhdx *vd, const char *parent_path,
+                     bool force);
+
 /* Set-VHD -ParentPath: points the differencing disk at 'path' to the
  * parent at 'parent_path' (a moved or renamed chain): rewrites its
  * locator's paths, and with 'force' also its parent_linkage, which is
@@ -202,6 +216,13 @@ int tm_vhdx_set_locator(struct tm_vhdx *vd, const struct tm_vhdx_locator *loc);
  * Sector and virtual sizes must fit whatever 'force' says. */
 int tm_vhdx_set_parent_path(const char *path, const char *parent_path,
                             bool force, struct tm_err *err);
+
+/* Rewrites the VirtualDiskId or the physical sector size (512 or 4096)
+ * metadata item of a read-write handle through the log (Set-VHD
+ * -PhysicalSectorSizeBytes, SetVirtualDiskInformation VIRTUAL_DISK_ID):
+ * not a change of the data, so DataWriteGuid stays. */
+int tm_vhdx_set_virtual_disk_id(struct tm_vhdx *vd, const struct tm_guid *id);
+int tm_vhdx_set_physical_sector(struct tm_vhdx *vd, uint32_t bytes);
 
 /* ---- maintenance (resize.c, optimize.c, merge.c) ------------------------ */
 
