@@ -23,6 +23,7 @@ struct tm_vdisk {
     struct tm_vhdx *vd;
     char *path;
     bool rdonly;
+    uint64_t virtual_size;      /* cached: writes check ranges against it */
     struct tm_err err;
     struct vdisk_sidecar_ops ops;
 
@@ -210,15 +211,10 @@ bind(struct tm_vdisk *d)
 static int
 check_range(struct tm_vdisk *d, uint64_t off, uint64_t len)
 {
-    struct tm_vhdx_info vi;
-    int rc = tm_vhdx_get_info(d->vd, &vi);
-
-    if (rc < 0)
-        return vhdx_fail(d, rc);
-    if (off > vi.virtual_size || len > vi.virtual_size - off)
+    if (off > d->virtual_size || len > d->virtual_size - off)
         return tm_err_set(&d->err, TM_E_RANGE, "range %" PRIu64 "+%" PRIu64
                           " lies outside the virtual disk (%" PRIu64
-                          " bytes)", off, len, vi.virtual_size);
+                          " bytes)", off, len, d->virtual_size);
     return 0;
 }
 
@@ -262,6 +258,12 @@ vdisk_wrap(struct tm_vhdx *vd, const char *path, bool rdonly,
     }
     d->vd = vd;
     d->rdonly = rdonly;
+    {
+        struct tm_vhdx_info vi;
+
+        if (tm_vhdx_get_info(vd, &vi) == 0)
+            d->virtual_size = vi.virtual_size;
+    }
     if (ops != NULL) {
         d->ops = *ops;
     } else {
@@ -532,6 +534,7 @@ tm_vdisk_resize(struct tm_vdisk *d, uint64_t new_size)
     rc = tm_vhdx_resize(d->vd, new_size);
     if (rc < 0)
         return vhdx_fail(d, rc);
+    d->virtual_size = new_size;
     if (d->rct == NULL)
         return 0;
     rc = binding_now(d, &b);
