@@ -331,7 +331,7 @@ body_validation_errors(void **state)
     body_bad(hist + 12, 2, 2, "not ascending");
     body_bad(former, 4, 17, "former lineage count 17");
     body_bad(former + 4 + 16, 1, 0, "reason 0");
-    body_bad(former + 4 + 16, 1, 5, "reason 5");
+    body_bad(former + 4 + 16, 1, 6, "reason 6");
     body_bad(map, 8, 41, "granule count 41");
     body_bad(map + 8, 8, 2, "run count 2");
     body_bad(map + 8, 8, 4, "run count 4");
@@ -706,6 +706,81 @@ reset_reasons(void **state)
     assert_int_equal(disk_reopen_with(&d, &other), TM_RCT_CLEAN);
     assert_int_equal(query_rc(d.t, id), TM_E_RCT_RESET);
     (void)r;
+    disk_destroy(&d);
+}
+
+/* Turning tracking off and on again, and a reset at open while off. */
+static void
+disable_and_reset(void **state)
+{
+    struct disk d;
+    char id[TM_RCT_ID_MAX + 1], id2[TM_RCT_ID_MAX + 1];
+    struct tm_rct_binding other, big;
+    struct tm_rct_params p = { .granularity = 4 * KiB };
+    struct tm_rct_info info;
+    struct tm_range r[4];
+    size_t n = 4;
+    uint64_t done;
+
+    disk_create(&d, 1 * GiB, 0, 0);
+    assert_int_equal(tm_rct_mark(d.t, 0, 1), 0);
+    assert_int_equal(tm_rct_seal(d.t, id), 0);
+    assert_int_equal(tm_rct_disable(d.t), 0);
+    assert_int_equal(tm_rct_get_info(d.t, &info), 0);
+    assert_true(info.disabled);
+    assert_int_equal(tm_rct_query(d.t, id, NULL, 0, 1 * GiB, r, &n, &done),
+                     TM_E_RCT_DISABLED);
+    disk_close(&d);
+
+    /* Written while off (another DataWriteGuid): a reset that stays off,
+     * and stays so across a clean reopen. */
+    other = binding(0x77, 1 * GiB);
+    assert_int_equal(disk_reopen_with(&d, &other), TM_RCT_RESET_FOREIGN_WRITE);
+    assert_int_equal(tm_rct_get_info(d.t, &info), 0);
+    assert_true(info.disabled);
+    assert_int_equal(query_rc(d.t, id), TM_E_RCT_DISABLED);
+    assert_int_equal(tm_rct_close(d.t, &other), 0);
+    assert_int_equal(disk_reopen_with(&d, &other), TM_RCT_CLEAN);
+    assert_int_equal(tm_rct_get_info(d.t, &info), 0);
+    assert_true(info.disabled);
+
+    /* On again, with another granularity: a new lineage. */
+    assert_int_equal(tm_rct_reset(d.t, &other, TM_RCT_RESET_RESTARTED, &p),
+                     0);
+    assert_int_equal(tm_rct_get_info(d.t, &info), 0);
+    assert_false(info.disabled);
+    assert_int_equal(info.granularity, 4 * KiB);
+    assert_int_equal(tm_rct_mark(d.t, 8 * KiB, 1), 0);
+    assert_int_equal(tm_rct_seal(d.t, id2), 0);
+    assert_int_equal(tm_rct_mark(d.t, 64 * KiB, 1), 0);
+    n = 4;
+    assert_int_equal(tm_rct_query(d.t, id2, NULL, 0, 1 * GiB, r, &n, &done),
+                     0);
+    assert_int_equal(n, 1);
+    assert_int_equal(r[0].off, 64 * KiB);
+    assert_int_equal(r[0].len, 4 * KiB);
+    /* The lineage of 'id' ended twice: still "reset". */
+    assert_err(query_rc(d.t, id), tm_rct_err(d.t), TM_E_RCT_RESET, "'rctX:");
+    assert_int_equal(tm_rct_close(d.t, &other), 0);
+
+    /* A reset to another size makes the map anew; a bad reason or a bad
+     * granularity changes nothing. */
+    assert_int_equal(disk_reopen_with(&d, &other), TM_RCT_CLEAN);
+    big = binding(0x77, 3 * GiB);
+    assert_int_equal(tm_rct_reset(d.t, &big, 0, NULL), TM_E_INVALID);
+    p.granularity = 3000;
+    assert_int_equal(tm_rct_reset(d.t, &big, TM_RCT_RESET_RESIZED, &p),
+                     TM_E_INVALID);
+    assert_int_equal(query_rc(d.t, id2), 0);
+    assert_int_equal(tm_rct_reset(d.t, &big, TM_RCT_RESET_RESIZED, NULL), 0);
+    assert_err(query_rc(d.t, id2), tm_rct_err(d.t), TM_E_RCT_RESET, "'rctX:");
+    assert_msg_has(tm_rct_err(d.t), "resized");
+    assert_int_equal(tm_rct_mark(d.t, 2 * GiB + 5, 1), 0);
+    assert_int_equal(tm_rct_close(d.t, &big), 0);
+    assert_int_equal(disk_reopen_with(&d, &big), TM_RCT_CLEAN);
+    assert_int_equal(tm_rct_get_info(d.t, &info), 0);
+    assert_int_equal(info.virtual_size, 3 * GiB);
+    assert_int_equal(info.granularity, 4 * KiB);
     disk_destroy(&d);
 }
 
@@ -1148,6 +1223,7 @@ main(void)
         cmocka_unit_test(persist_and_reopen_clean),
         cmocka_unit_test(reset_reasons),
         cmocka_unit_test(reset_reasons_more),
+        cmocka_unit_test(disable_and_reset),
         cmocka_unit_test(unknown_version_is_left_alone),
         cmocka_unit_test(recovery_reports_marked_regions),
         cmocka_unit_test(counter_never_reused_after_crash),
