@@ -40,17 +40,24 @@ struct tm_vdisk;                                /* opaque */
 
 /* ---- open, create, close ------------------------------------------------ */
 
-/* OPEN_VIRTUAL_DISK_FLAG and OPEN_VIRTUAL_DISK_PARAMETERS v2 ReadOnly. */
+/* Open flags: OPEN_VIRTUAL_DISK_FLAG values where Windows has the flag,
+ * and read-only at VIRTUAL_DISK_ACCESS_ATTACH_RO's value, which no open
+ * flag uses. */
 enum {
-    /* Read-only: no lock is taken, so a disk in use can be read and
-     * queried; tracking state is read, never written. */
-    TM_VDISK_OPEN_READ_ONLY = 1u << 0,
     /* OPEN_VIRTUAL_DISK_FLAG_NO_PARENTS: a differencing disk alone; reads
      * that need the parent fail TM_E_CHAIN. */
-    TM_VDISK_OPEN_NO_PARENTS = 1u << 1,
+    TM_VDISK_OPEN_NO_PARENTS = 0x1,
+    /* OPEN_VIRTUAL_DISK_PARAMETERS v2 ReadOnly: no lock is taken, so a
+     * disk in use can be read and queried; tracking state is read, never
+     * written. */
+    TM_VDISK_OPEN_READ_ONLY = 0x10000,
 };
 
+/* The structs below may grow at their end.  'struct_size' is sizeof the
+ * struct the caller was compiled with, or 0 for this header's. */
+
 struct tm_vdisk_open_params {
+    uint32_t struct_size;
     /* The immediate parent is this file instead of what the locator
      * names (OPEN_VIRTUAL_DISK_FLAG_CUSTOM_DIFF_CHAIN with one
      * AddVirtualDiskParent); NULL = follow the locator. */
@@ -69,6 +76,7 @@ int tm_vdisk_open(const char *path, unsigned flags,
 
 /* CREATE_VIRTUAL_DISK_PARAMETERS (v2). */
 struct tm_vdisk_create_params {
+    uint32_t struct_size;
     uint64_t virtual_size;      /* MaximumSize; 0 with parent_path = the
                                  * parent's */
     uint32_t block_size;        /* 0 = 32 MiB, 2 MiB for a child */
@@ -165,6 +173,7 @@ enum tm_vdisk_tracking_open {
 
 /* GET_VIRTUAL_DISK_INFO: set 'kind', call, read the member it names. */
 struct tm_vdisk_info {
+    uint32_t struct_size;
     enum tm_vdisk_info_kind kind;
     union {
         struct {
@@ -182,7 +191,8 @@ struct tm_vdisk_info {
             /* Resolved: the parent's path.  Else every path form the
              * locator holds, each NUL-terminated, then an empty string
              * (Windows' multi-string).  Owned by the handle; valid until
-             * the next set_info or close. */
+             * the next set_info or close (a second query returns the
+             * same pointer). */
             const char *paths;
         } parent_location;
         struct {
@@ -211,8 +221,8 @@ struct tm_vdisk_info {
     };
 };
 
-/* TM_E_INVALID for a kind not listed (Windows: ERROR_INVALID_PARAMETER);
- * TM_E_UNSUPPORTED for PARENT_* of a disk that has no parent. */
+/* TM_E_INVALID (Windows: ERROR_INVALID_PARAMETER) for a kind not listed,
+ * and for PARENT_* of a disk that has no parent. */
 int tm_vdisk_get_info(struct tm_vdisk *d, struct tm_vdisk_info *info);
 
 /* ---- SetVirtualDiskInformation ------------------------------------------ */
@@ -227,6 +237,7 @@ enum tm_vdisk_set_kind {
 };
 
 struct tm_vdisk_set_info {
+    uint32_t struct_size;
     enum tm_vdisk_set_kind kind;
     union {
         /* PARENT_PATH: repoint a child at its (moved) parent, which must
@@ -276,18 +287,21 @@ int tm_vdisk_seal(struct tm_vdisk *d, char id[TM_VDISK_RCT_ID_MAX + 1]);
  * TM_E_RCT_DISABLED (tracking off or never on), TM_E_RCT_RESET (tracking
  * restarted since the ID: foreign write, resize, damaged sidecars),
  * TM_E_RCT_MISSING (aged out of the history), TM_E_RCT_OTHER_DISK (an ID
- * of another disk). */
+ * of another disk), TM_E_INVALID (a capacity of 0).  On failure *count
+ * and *processed are 0. */
 int tm_vdisk_query_changes(struct tm_vdisk *d, const char *rct_id,
                            uint64_t off, uint64_t len,
                            struct tm_range *ranges, size_t *count,
                            uint64_t *processed);
 
 /* The same for the changes between two sealed IDs, 'rct_id' older than
- * 'limit_id' (GetVirtualDiskChanges' LimitId): a superset of what
- * differs between the two states (granules rewritten after 'limit_id'
- * are included too). */
+ * 'until_id' (TM_E_INVALID otherwise): what RSVD's QUERY_VIRTUAL_DISK_
+ * CHANGES and WMI's GetVirtualDiskChanges answer for a VHD Set with a
+ * limit (here 'rct_id') and a target snapshot (here 'until_id').  A
+ * superset of what differs between the two states: granules rewritten
+ * after 'until_id' are included too. */
 int tm_vdisk_query_changes_between(struct tm_vdisk *d, const char *rct_id,
-                                   const char *limit_id, uint64_t off,
+                                   const char *until_id, uint64_t off,
                                    uint64_t len, struct tm_range *ranges,
                                    size_t *count, uint64_t *processed);
 

@@ -153,6 +153,12 @@ open_tracking(struct tm_vdisk *d)
         rc = d->ops.open(d->ops.user, VDISK_MRT, true, false, &mio);
         if (rc == -ENOENT)
             return 0;                   /* never enabled */
+        if (rc < 0)
+            return tm_err_set(&d->err, rc, "cannot open '%s.mrt': %s",
+                              d->path, tm_strerror(rc));
+    } else if (rc < 0) {
+        return tm_err_set(&d->err, rc, "cannot open '%s.rct': %s", d->path,
+                          tm_strerror(rc));
     }
     tm_io_close(rio);
     tm_io_close(mio);
@@ -289,6 +295,14 @@ vdisk_vhdx(struct tm_vdisk *d)
     return d->vd;
 }
 
+/* A caller's struct: 'size' 0 or at least this header's (no older
+ * layout exists yet). */
+static bool
+size_ok(uint32_t size, size_t ours)
+{
+    return size == 0 || size >= ours;
+}
+
 int
 tm_vdisk_open(const char *path, unsigned flags,
               const struct tm_vdisk_open_params *p, struct tm_vdisk **out,
@@ -305,6 +319,9 @@ tm_vdisk_open(const char *path, unsigned flags,
         return tm_err_set(err, TM_E_INVALID, "no path given");
     if (flags & ~(unsigned)(TM_VDISK_OPEN_READ_ONLY | TM_VDISK_OPEN_NO_PARENTS))
         return tm_err_set(err, TM_E_INVALID, "unknown open flags %#x", flags);
+    if (p != NULL && !size_ok(p->struct_size, sizeof(*p)))
+        return tm_err_set(err, TM_E_INVALID, "open parameters of size %"
+                          PRIu32 " unknown", p->struct_size);
     vd = tm_vhdx_new();
     if (vd == NULL)
         return tm_err_set(err, -ENOMEM, "out of memory");
@@ -324,6 +341,7 @@ tm_vdisk_open(const char *path, unsigned flags,
 
 static int
 enable_tracking(struct tm_vdisk *d, uint32_t granularity);
+
 
 static void
 unlink_sidecars(const char *path)
@@ -353,6 +371,9 @@ tm_vdisk_create(const char *path, const struct tm_vdisk_create_params *p,
     *out = NULL;
     if (path == NULL || p == NULL)
         return tm_err_set(err, TM_E_INVALID, "no path or parameters given");
+    if (!size_ok(p->struct_size, sizeof(*p)))
+        return tm_err_set(err, TM_E_INVALID, "create parameters of size %"
+                          PRIu32 " unknown", p->struct_size);
     vp.virtual_size = p->virtual_size;
     vp.block_size = p->block_size;
     vp.logical_sector = p->logical_sector;
@@ -565,8 +586,12 @@ parent_paths(struct tm_vdisk *d, const char **out)
     char *buf, *w;
 
     if (loc == NULL)
-        return tm_err_set(&d->err, TM_E_UNSUPPORTED, "'%s' is not a "
+        return tm_err_set(&d->err, TM_E_INVALID, "'%s' is not a "
                           "differencing disk", d->path);
+    if (d->parent_paths != NULL) {
+        *out = d->parent_paths;
+        return 0;
+    }
     if (pa != NULL && tm_vhdx_path(pa) != NULL) {
         forms[nf++] = tm_vhdx_path(pa);
     } else {
@@ -590,7 +615,6 @@ parent_paths(struct tm_vdisk *d, const char **out)
         w += l;
     }
     *w = '\0';
-    free(d->parent_paths);
     d->parent_paths = buf;
     *out = buf;
     return 0;
@@ -607,8 +631,12 @@ tm_vdisk_get_info(struct tm_vdisk *d, struct tm_vdisk_info *info)
     if (d == NULL || info == NULL)
         return TM_E_INVALID;
     tm_err_clear(&d->err);
+    if (!size_ok(info->struct_size, sizeof(*info)))
+        return tm_err_set(&d->err, TM_E_INVALID, "information struct of "
+                          "size %" PRIu32 " unknown", info->struct_size);
     kind = info->kind;
     memset(info, 0, sizeof(*info));
+    info->struct_size = sizeof(*info);
     info->kind = kind;
     rc = tm_vhdx_get_info(d->vd, &vi);
     if (rc < 0)
@@ -629,7 +657,7 @@ tm_vdisk_get_info(struct tm_vdisk *d, struct tm_vdisk_info *info)
         return parent_paths(d, &info->parent_location.paths);
     case TM_VDISK_INFO_PARENT_IDENTIFIER:
         if (loc == NULL)
-            return tm_err_set(&d->err, TM_E_UNSUPPORTED, "'%s' is not a "
+            return tm_err_set(&d->err, TM_E_INVALID, "'%s' is not a "
                               "differencing disk", d->path);
         info->parent_identifier.linkage = loc->linkage;
         info->parent_identifier.has_linkage2 = loc->has_linkage2;
@@ -758,9 +786,16 @@ tm_vdisk_set_info(struct tm_vdisk *d, const struct tm_vdisk_set_info *info)
     if (d == NULL || info == NULL)
         return TM_E_INVALID;
     tm_err_clear(&d->err);
+    if (!size_ok(info->struct_size, sizeof(*info)))
+        return tm_err_set(&d->err, TM_E_INVALID, "information struct of "
+                          "size %" PRIu32 " unknown", info->struct_size);
     if (d->rdonly)
         return tm_err_set(&d->err, TM_E_READONLY, "'%s' is opened "
                           "read-only", d->path);
+    /* PARENT_LOCATION's answer may change: callers were told it lives
+     * until the next set_info. */
+    free(d->parent_paths);
+    d->parent_paths = NULL;
     switch (info->kind) {
     case TM_VDISK_SET_PARENT_PATH:
         if (info->parent_path == NULL)
@@ -862,7 +897,7 @@ tm_vdisk_seal(struct tm_vdisk *d, char id[TM_VDISK_RCT_ID_MAX + 1])
 }
 
 static int
-query(struct tm_vdisk *d, const char *id, const char *limit, uint64_t off,
+query(struct tm_vdisk *d, const char *id, const char *until, uint64_t off,
       uint64_t len, struct tm_range *ranges, size_t *count,
       uint64_t *processed)
 {
@@ -877,7 +912,7 @@ query(struct tm_vdisk *d, const char *id, const char *limit, uint64_t off,
         *processed = 0;
         return rc;
     }
-    rc = tm_rct_query(d->rct, id, limit, off, len, ranges, count, processed);
+    rc = tm_rct_query(d->rct, id, until, off, len, ranges, count, processed);
     return rc < 0 ? rct_fail(d, rc) : 0;
 }
 
@@ -891,13 +926,18 @@ tm_vdisk_query_changes(struct tm_vdisk *d, const char *rct_id, uint64_t off,
 
 int
 tm_vdisk_query_changes_between(struct tm_vdisk *d, const char *rct_id,
-                               const char *limit_id, uint64_t off,
+                               const char *until_id, uint64_t off,
                                uint64_t len, struct tm_range *ranges,
                                size_t *count, uint64_t *processed)
 {
-    if (limit_id == NULL)
-        return TM_E_INVALID;
-    return query(d, rct_id, limit_id, off, len, ranges, count, processed);
+    if (d != NULL && until_id == NULL) {
+        if (count != NULL)
+            *count = 0;
+        if (processed != NULL)
+            *processed = 0;
+        return tm_err_set(&d->err, TM_E_INVALID, "no later ID given");
+    }
+    return query(d, rct_id, until_id, off, len, ranges, count, processed);
 }
 
 /* ---- Windows error codes ------------------------------------------------- */
@@ -929,6 +969,7 @@ tm_vdisk_win32_error(int rc)
         return 0xC03A000E;      /* ERROR_VHD_CHILD_PARENT_ID_MISMATCH */
     case TM_E_RANGE:
     case TM_E_INVALID:
+    case -EINVAL:
         return 87;                      /* ERROR_INVALID_PARAMETER */
     case TM_E_READONLY:
     case -EACCES:
