@@ -896,6 +896,29 @@ tm_vdisk_seal(struct tm_vdisk *d, char id[TM_VDISK_RCT_ID_MAX + 1])
     return rc < 0 ? rct_fail(d, rc) : 0;
 }
 
+int
+tm_vdisk_persist_tracking(struct tm_vdisk *d)
+{
+    struct tm_rct_binding b;
+    int rc;
+
+    if (d == NULL)
+        return TM_E_INVALID;
+    tm_err_clear(&d->err);
+    if (d->rdonly)
+        return tm_err_set(&d->err, TM_E_READONLY, "'%s' is opened "
+                          "read-only", d->path);
+    if (!d->tracking)
+        return 0;
+    rc = binding_now(d, &b);
+    if (rc < 0)
+        return rc;
+    /* OPEN stays set once this open has written: later writes are
+     * covered by the .mrt again, as before. */
+    rc = tm_rct_persist(d->rct, &b, d->bound);
+    return rc < 0 ? rct_fail(d, rc) : 0;
+}
+
 static int
 query(struct tm_vdisk *d, const char *id, const char *until, uint64_t off,
       uint64_t len, struct tm_range *ranges, size_t *count,
