@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # cli_test.sh - the tidemark program's interface (STYLE 11): every --help
-# exits 0 and fits 80 columns, every option it prints has an =item in the
-# man page, usage errors exit 2 with one line on stderr, failures exit 1,
-# and the basic commands work end to end (new, info, write, read, cat,
-# check, convert; qemu-img confirms the bytes when installed).
+# (of the program, each noun it lists and each verb) exits 0 and fits 80
+# columns, every option it prints has an =item in the noun's man page,
+# every noun has a man page that tidemark.pod lists, usage errors exit 2
+# with one line on stderr, failures exit 1, and the basic commands work
+# end to end (new, info, write, read, cat, check, convert; qemu-img
+# confirms the bytes when installed).
 #
 # Environment: TIDEMARK (the program), TM_SRC (the source tree).  Prints
 # TAP; exits 1 if any check fails, 77 if TIDEMARK is not set.
@@ -17,7 +19,6 @@ if [ -z "$tm" ] || [ ! -x "$tm" ]; then
   exit 77
 fi
 pod_top=$src/cmd/tidemark/tidemark.pod
-pod_vhd=$src/cmd/tidemark/tidemark-vhd.pod
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/tm-cli.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -89,23 +90,43 @@ help_ok() {
 # ---- help and man pages -----------------------------------------------------
 
 help_ok "tidemark" "$pod_top" --help
+nouns=$(sed -n 's/^  \([a-z][a-z-]*\)  .*/\1/p' "$out")
+check "--help lists nouns" test -n "$nouns"
+check "--help lists vhd and rct" \
+  bash -c 'grep -qx vhd <<<"$1" && grep -qx rct <<<"$1"' _ "$nouns"
 run --version
 check "--version prints the version" \
   grep -qE '^tidemark [0-9]+\.[0-9]+\.[0-9]+' "$out"
-help_ok "tidemark vhd" "$pod_vhd" vhd --help
-verbs=$(sed -n 's/^  \([a-z][a-z-]*\)  .*/\1/p' "$out")
-check "vhd --help lists verbs" test -n "$verbs"
-for verb in $verbs; do
-  help_ok "vhd $verb" "$pod_vhd" vhd "$verb" --help
-  check "vhd $verb: usage line" \
-    grep -q "^usage: tidemark vhd $verb " "$out"
-  check "vhd $verb: man page section" \
-    grep -qF "=head2 tidemark vhd $verb" "$pod_vhd"
-  expect_usage "vhd $verb --no-such-option" vhd "$verb" --no-such-option
+# Every noun the program lists: its man page, its verbs' --help, usage
+# lines and man page sections, each option documented.
+pods=("$pod_top")
+for noun in $nouns; do
+  pod=$src/cmd/tidemark/tidemark-$noun.pod
+  pods+=("$pod")
+  check "$noun: man page tidemark-$noun.pod exists" test -f "$pod"
+  check "$noun: listed in tidemark.pod" grep -qF "=item B<$noun>" "$pod_top"
+  check "$noun: tidemark.pod refers to tidemark-$noun(1)" \
+    grep -qF "L<tidemark-$noun(1)>" "$pod_top"
+  help_ok "tidemark $noun" "$pod" "$noun" --help
+  verbs=$(sed -n 's/^  \([a-z][a-z-]*\)  .*/\1/p' "$out")
+  check "$noun --help lists verbs" test -n "$verbs"
+  for verb in $verbs; do
+    help_ok "$noun $verb" "$pod" "$noun" "$verb" --help
+    check "$noun $verb: usage line" \
+      grep -q "^usage: tidemark $noun $verb " "$out"
+    check "$noun $verb: man page section" \
+      grep -qF "=head2 tidemark $noun $verb" "$pod"
+    check "$noun $verb: in the man page's synopsis" \
+      grep -q "^ tidemark $noun $verb " "$pod"
+    expect_usage "$noun $verb --no-such-option" \
+      "$noun" "$verb" --no-such-option
+  done
+  expect_usage "no verb for $noun" "$noun"
+  expect_usage "unknown verb for $noun" "$noun" frob
 done
 if command -v podchecker >/dev/null; then
   check "man pages pass podchecker" \
-    bash -c 'podchecker -warnings "$@" >/dev/null 2>&1' _ "$pod_top" "$pod_vhd"
+    bash -c 'podchecker -warnings "$@" >/dev/null 2>&1' _ "${pods[@]}"
 fi
 
 # ---- usage errors -----------------------------------------------------------

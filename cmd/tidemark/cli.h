@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "tidemark/vdisk.h"
 #include "vhdx.h"
 
 #define CLI_PROG "tidemark"
@@ -78,6 +79,21 @@ int cli_fail(const struct cli_cmd *cmd, const char *fmt, ...)
  * it has one, else tm_strerror(rc).  'vd' may be NULL. */
 const char *cli_vhdx_msg(const struct tm_vhdx *vd, int rc);
 
+/* The same for a vdisk handle ('d' may be NULL). */
+const char *cli_vdisk_msg(const struct tm_vdisk *d, int rc);
+
+/* Opens the disk at 'path' through lib/vdisk (tm_vdisk_open with 'flags'
+ * and, when not NULL, the immediate parent at 'parent_path'); on failure
+ * reports "cannot open '<path>': <why>" and returns the exit code (1).
+ * Returns 0 with *out owning the handle.  cli_vdisk_close_rw flushes
+ * (with detail on failure) and closes a read-write handle, recording its
+ * change tracking, and returns the exit code. */
+int cli_vdisk_open(const struct cli_cmd *cmd, const char *path,
+                   unsigned flags, const char *parent_path,
+                   struct tm_vdisk **out);
+int cli_vdisk_close_rw(const struct cli_cmd *cmd, const char *path,
+                       struct tm_vdisk *d);
+
 /* Sizes: digits, then optionally K, M, G, T, P or E (binary; also spelled
  * KiB, MiB ...; any case).  Returns 0, or -1 with *why a static reason. */
 int cli_parse_size(const char *s, uint64_t *out, const char **why);
@@ -109,6 +125,11 @@ void *cli_alloc(size_t len);
 /* Whether the path names a VHDX by its extension (.vhdx or .avhdx, any
  * case). */
 bool cli_is_vhdx_path(const char *path);
+
+/* ---- the rct noun (rct.c) ---------------------------------------------- */
+
+/* Entry point, with argv[0] = "rct". */
+int rct_main(int argc, char **argv);
 
 /* ---- the vhd noun (vhd.c, convert.c) ------------------------------------ */
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* main.c - the tidemark program: 'tidemark <noun> <verb> [options] <args>'.
  * This file knows the nouns and the program-wide options; each noun's file
- * (vhd.c) dispatches its verbs.  See tidemark(1). */
+ * (vhd.c, rct.c) dispatches its verbs.  See tidemark(1). */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,6 +18,8 @@ struct noun {
 static const struct noun nouns[] = {
     { "vhd", "VHDX files: new, info, check, dump, convert, cat, read, write",
       vhd_main },
+    { "rct", "change tracking: enable, disable, status, seal, changes",
+      rct_main },
 };
 
 #define N_NOUNS (sizeof(nouns) / sizeof(nouns[0]))

@@ -205,6 +205,53 @@ cli_vhdx_msg(const struct tm_vhdx *vd, int rc)
     return tm_strerror(rc);
 }
 
+const char *
+cli_vdisk_msg(const struct tm_vdisk *d, int rc)
+{
+    const struct tm_err *e = d != NULL ? tm_vdisk_err(d) : NULL;
+
+    if (e != NULL && e->code != 0 && e->msg[0] != '\0')
+        return e->msg;
+    return tm_strerror(rc);
+}
+
+int
+cli_vdisk_open(const struct cli_cmd *cmd, const char *path, unsigned flags,
+               const char *parent_path, struct tm_vdisk **out)
+{
+    struct tm_vdisk_open_params p = { .parent_path = parent_path };
+    struct tm_err err;
+    int rc;
+
+    tm_err_clear(&err);
+    rc = tm_vdisk_open(path, flags, &p, out, &err);
+    if (rc < 0)
+        return cli_fail(cmd, "cannot open '%s': %s", path,
+                        err.code != 0 && err.msg[0] != '\0'
+                            ? err.msg : tm_strerror(rc));
+    return CLI_EXIT_OK;
+}
+
+int
+cli_vdisk_close_rw(const struct cli_cmd *cmd, const char *path,
+                   struct tm_vdisk *d)
+{
+    int rc = tm_vdisk_flush(d);
+
+    if (rc < 0) {
+        int status = cli_fail(cmd, "cannot flush '%s': %s", path,
+                              cli_vdisk_msg(d, rc));
+
+        tm_vdisk_close(d);
+        return status;
+    }
+    rc = tm_vdisk_close(d);
+    if (rc < 0)
+        return cli_fail(cmd, "cannot close '%s': %s", path,
+                        tm_strerror(rc));
+    return CLI_EXIT_OK;
+}
+
 /* ---- numbers ------------------------------------------------------------ */
 
 static bool

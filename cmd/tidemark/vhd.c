@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* vhd.c - 'tidemark vhd <verb>': create, inspect, check, dump and do byte
- * I/O on VHDX files through lib/vhdx (convert lives in convert.c).  The
+ * I/O on VHDX files through lib/vhdx (convert lives in convert.c); 'vhd
+ * write' goes through lib/vdisk, so change tracking records it.  The
  * verbs echo Hyper-V's New-VHD, Get-VHD and Test-VHD.  See tidemark-vhd(1).
  */
 #include <assert.h>
@@ -842,21 +843,24 @@ vhd_read(const struct cli_cmd *cmd, int argc, char **argv)
 
 /* ---- vhd write ---------------------------------------------------------- */
 
+/* Writes go through lib/vdisk, so a disk with change tracking on has
+ * every write recorded (tidemark-rct(1)); without it they are plain VHDX
+ * writes. */
 static int
-write_at(const struct cli_cmd *cmd, const char *path, struct tm_vhdx *vd,
+write_at(const struct cli_cmd *cmd, const char *path, struct tm_vdisk *d,
          const void *buf, size_t len, uint64_t off)
 {
-    int rc = tm_vhdx_write(vd, buf, len, off);
+    int rc = tm_vdisk_write(d, buf, len, off);
 
     if (rc < 0)
         return cli_fail(cmd, "cannot write '%s' at %" PRIu64 ": %s", path,
-                        off, cli_vhdx_msg(vd, rc));
+                        off, cli_vdisk_msg(d, rc));
     return CLI_EXIT_OK;
 }
 
 static int
 write_pattern(const struct cli_cmd *cmd, const char *path,
-              struct tm_vhdx *vd, uint8_t byte, uint64_t off, uint64_t len)
+              struct tm_vdisk *d, uint8_t byte, uint64_t off, uint64_t len)
 {
     size_t n = len < IO_CHUNK ? (size_t)len : IO_CHUNK;
     uint8_t *buf = cli_alloc(n > 0 ? n : 1);
@@ -868,7 +872,7 @@ write_pattern(const struct cli_cmd *cmd, const char *path,
     while (len > 0 && status == CLI_EXIT_OK) {
         size_t k = len < n ? (size_t)len : n;
 
-        status = write_at(cmd, path, vd, buf, k, off);
+        status = write_at(cmd, path, d, buf, k, off);
         off += k;
         len -= k;
     }
@@ -897,7 +901,7 @@ read_stdin(uint8_t *buf, size_t len, size_t *got)
 }
 
 static int
-write_stdin(const struct cli_cmd *cmd, const char *path, struct tm_vhdx *vd,
+write_stdin(const struct cli_cmd *cmd, const char *path, struct tm_vdisk *d,
             uint64_t off, uint64_t size)
 {
     uint8_t *buf;
@@ -931,7 +935,7 @@ write_stdin(const struct cli_cmd *cmd, const char *path, struct tm_vhdx *vd,
         status = check_range(cmd, path, off, got, size);
         if (status != CLI_EXIT_OK)
             break;
-        status = write_at(cmd, path, vd, buf, got, off);
+        status = write_at(cmd, path, d, buf, got, off);
         if (status != CLI_EXIT_OK)
             break;
         off += got;
@@ -955,14 +959,15 @@ static const struct cli_opt write_opts[] = {
 static int
 vhd_write(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    struct tm_vhdx_info info;
+    struct tm_vdisk_info info = { .kind = TM_VDISK_INFO_SIZE };
     struct cli_args a;
-    struct tm_vhdx *vd;
+    struct tm_vdisk *d;
     uint64_t off;
     uint64_t len = 0;
     uint64_t byte = 0;
     const char *why;
     int status;
+    int rc;
 
     if (!vhd_parse_path(cmd, argc, argv, &a, &status))
         return status;
@@ -982,23 +987,27 @@ vhd_write(const struct cli_cmd *cmd, int argc, char **argv)
         return cli_usage(cmd, "stdin is a terminal; redirect it or give "
                          "--pattern");
     }
-    status = vhd_open_args(cmd, &a, true, &vd);
+    status = cli_vdisk_open(cmd, a.pos[0], 0, a.opt[OPT_PARENT], &d);
     if (status != CLI_EXIT_OK)
         return status;
-    status = get_info(cmd, a.pos[0], vd, &info);
+    rc = tm_vdisk_get_info(d, &info);
+    if (rc < 0)
+        status = cli_fail(cmd, "cannot read the headers of '%s': %s",
+                          a.pos[0], cli_vdisk_msg(d, rc));
     if (status == CLI_EXIT_OK && a.opt[OPT_PATTERN] != NULL) {
-        status = check_range(cmd, a.pos[0], off, len, info.virtual_size);
+        status = check_range(cmd, a.pos[0], off, len,
+                             info.size.virtual_size);
         if (status == CLI_EXIT_OK)
-            status = write_pattern(cmd, a.pos[0], vd, (uint8_t)byte, off,
+            status = write_pattern(cmd, a.pos[0], d, (uint8_t)byte, off,
                                    len);
     } else if (status == CLI_EXIT_OK) {
-        status = write_stdin(cmd, a.pos[0], vd, off, info.virtual_size);
+        status = write_stdin(cmd, a.pos[0], d, off, info.size.virtual_size);
     }
     if (status != CLI_EXIT_OK) {
-        tm_vhdx_close(vd);
+        tm_vdisk_close(d);
         return status;
     }
-    return vhd_close_rw(cmd, a.pos[0], vd);
+    return cli_vdisk_close_rw(cmd, a.pos[0], d);
 }
 
 /* ---- the noun ----------------------------------------------------------- */

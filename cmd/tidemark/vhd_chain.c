@@ -160,10 +160,11 @@ const struct cli_opt vhd_discard_opts[] = {
     { NULL, NULL, 0, NULL },
 };
 
+/* Through lib/vdisk, so a tracked disk records the range as changed. */
 int
 vhd_discard(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    struct tm_vhdx *vd;
+    struct tm_vdisk *d;
     struct cli_args a;
     uint64_t off, len;
     int status, rc;
@@ -175,18 +176,18 @@ vhd_discard(const struct cli_cmd *cmd, int argc, char **argv)
     if (!cli_opt_size(cmd, "offset", a.opt[OPT_OFFSET], &off, &status) ||
         !cli_opt_size(cmd, "length", a.opt[OPT_LENGTH], &len, &status))
         return status;
-    status = vhd_open(cmd, a.pos[0], true, &vd);
+    status = cli_vdisk_open(cmd, a.pos[0], 0, NULL, &d);
     if (status != CLI_EXIT_OK)
         return status;
-    rc = tm_vhdx_discard(vd, off, len, a.opt[OPT_UNMAP] != NULL
-                         ? TM_VHDX_UNMAP : TM_VHDX_ZERO);
+    rc = tm_vdisk_discard(d, off, len, a.opt[OPT_UNMAP] != NULL
+                          ? TM_VDISK_DISCARD_UNMAP : TM_VDISK_DISCARD_ZERO);
     if (rc < 0) {
         status = cli_fail(cmd, "cannot discard in '%s': %s", a.pos[0],
-                          cli_vhdx_msg(vd, rc));
-        tm_vhdx_close(vd);
+                          cli_vdisk_msg(d, rc));
+        tm_vdisk_close(d);
         return status;
     }
-    return vhd_close_rw(cmd, a.pos[0], vd);
+    return cli_vdisk_close_rw(cmd, a.pos[0], d);
 }
 
 /* ---- vhd merge ---------------------------------------------------------- */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* vhd_maint.c - 'tidemark vhd resize' and 'tidemark vhd optimize', the
  * maintenance verbs (Hyper-V's Resize-VHD and Optimize-VHD) over
- * lib/vhdx's tm_vhdx_resize and tm_vhdx_optimize.  See tidemark-vhd(1). */
+ * lib/vdisk's tm_vdisk_resize (so change tracking sees the resize) and
+ * lib/vhdx's tm_vhdx_optimize.  See tidemark-vhd(1). */
 #include <inttypes.h>
 #include <stdio.h>
 
@@ -42,10 +43,9 @@ flush_stdout(void)
 int
 vhd_resize(const struct cli_cmd *cmd, int argc, char **argv)
 {
-    struct tm_vhdx_open_opts o = { 0 };
-    struct tm_vhdx_info info;
+    struct tm_vdisk_info info = { .kind = TM_VDISK_INFO_SIZE };
     struct cli_args a;
-    struct tm_vhdx *vd;
+    struct tm_vdisk *d;
     const char *path;
     char h_old[32], h_new[32];
     uint64_t size;
@@ -62,37 +62,38 @@ vhd_resize(const struct cli_cmd *cmd, int argc, char **argv)
     if (size == 0 || size > TM_VHDX_MAX_VIRTUAL_SIZE)
         return cli_usage(cmd, "bad --size '%s': must be from one sector to "
                          "64T", a.opt[MOPT_SIZE]);
-    o.parent_path = a.opt[MOPT_PARENT];
-    status = vhd_open_ex(cmd, path, true, &o, &vd);
+    status = cli_vdisk_open(cmd, path, 0, a.opt[MOPT_PARENT], &d);
     if (status != CLI_EXIT_OK)
         return status;
-    rc = tm_vhdx_get_info(vd, &info);
+    rc = tm_vdisk_get_info(d, &info);
     if (rc < 0) {
         status = cli_fail(cmd, "cannot read '%s': %s", path,
-                          cli_vhdx_msg(vd, rc));
-        tm_vhdx_close(vd);
+                          cli_vdisk_msg(d, rc));
+        tm_vdisk_close(d);
         return status;
     }
-    if (size % info.logical_sector != 0) {
-        tm_vhdx_close(vd);
+    if (size % info.size.sector_size != 0) {
+        tm_vdisk_close(d);
         return cli_usage(cmd, "bad --size '%s': not a multiple of the "
                          "logical sector (%" PRIu32 ")", a.opt[MOPT_SIZE],
-                         info.logical_sector);
+                         info.size.sector_size);
     }
-    rc = tm_vhdx_resize(vd, size);
+    /* Through lib/vdisk: a tracked disk restarts its tracking under a new
+     * lineage (older IDs then fail "reset: resized"). */
+    rc = tm_vdisk_resize(d, size);
     if (rc < 0) {
         status = cli_fail(cmd, "cannot resize '%s': %s", path,
-                          cli_vhdx_msg(vd, rc));
-        tm_vhdx_close(vd);
+                          cli_vdisk_msg(d, rc));
+        tm_vdisk_close(d);
         return status;
     }
-    status = vhd_close_rw(cmd, path, vd);
+    status = cli_vdisk_close_rw(cmd, path, d);
     if (status != CLI_EXIT_OK)
         return status;
-    cli_human_size(info.virtual_size, h_old, sizeof(h_old));
+    cli_human_size(info.size.virtual_size, h_old, sizeof(h_old));
     cli_human_size(size, h_new, sizeof(h_new));
     printf("resized %s: %" PRIu64 " -> %" PRIu64 " bytes (%s -> %s)\n",
-           path, info.virtual_size, size, h_old, h_new);
+           path, info.size.virtual_size, size, h_old, h_new);
     return flush_stdout();
 }
 
