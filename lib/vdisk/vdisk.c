@@ -35,6 +35,11 @@ struct tm_vdisk {
     enum tm_vdisk_tracking_open found;
 
     char *parent_paths;         /* PARENT_LOCATION's multi-string */
+    /* A reader's sidecar files under the overlays the tracker owns: an
+     * overlay borrows its file, so the handle closes them, after the
+     * tracker.  (Fix: they were never closed, leaking two descriptors
+     * per read-only open of a tracked disk.) */
+    struct tm_io *ro_files[2];
 };
 
 /* Microsoft's VIRTUAL_STORAGE_TYPE_VENDOR_MICROSOFT. */
@@ -100,6 +105,7 @@ open_existing(struct tm_vdisk *d, enum vdisk_sidecar which, bool *missing,
             *out = NULL;
             return tm_err_set(&d->err, -ENOMEM, "out of memory");
         }
+        d->ro_files[which] = *out;
         *out = ov;
     }
     return 0;
@@ -442,7 +448,9 @@ tm_vdisk_close(struct tm_vdisk *d)
         /* CRASH: the data is flushed before the map that no longer has
          * OPEN set; a failed flush leaves the tracking as a crash would
          * (the .mrt covers every write). */
-        if (d->rdonly || rc < 0 || binding_now(d, &b) < 0) {
+        if (!d->rdonly && rc == 0)
+            rc = binding_now(d, &b);
+        if (d->rdonly || rc < 0) {
             tm_rct_free(d->rct);
         } else {
             rc2 = tm_rct_close(d->rct, &b);
@@ -453,6 +461,9 @@ tm_vdisk_close(struct tm_vdisk *d)
     rc2 = tm_vhdx_close(d->vd);
     if (rc == 0)
         rc = rc2;
+    /* After the tracker: its overlays read these until they close. */
+    tm_io_close(d->ro_files[VDISK_RCT]);
+    tm_io_close(d->ro_files[VDISK_MRT]);
     free(d->parent_paths);
     free(d->path);
     free(d);
