@@ -2,7 +2,9 @@
 # demo.sh - tidemark's main job today, on a sample disk: create a dynamic
 # VHDX, write to it, convert it to raw and back, show what it holds, take
 # a differencing child (a checkpoint), write into it and merge it back,
-# and let qemu-img and 7-Zip (independent readers) confirm the bytes.
+# track changes between two points and catch a write made behind
+# tidemark's back, and let qemu-img and 7-Zip (independent readers)
+# confirm the bytes.
 set -euo pipefail
 tm=${TIDEMARK:-build/cmd/tidemark/tidemark}
 tm=$(cd "$(dirname "$tm")" && pwd)/$(basename "$tm")
@@ -52,9 +54,33 @@ step "tidemark vhd merge sample-1.avhdx   (fold it into sample.vhdx)"
 cmp <("$tm" vhd cat sample.vhdx) child.raw && echo "sample.vhdx now holds the checkpoint's bytes"
 "$tm" vhd convert sample.vhdx merged.raw
 
+step "tidemark rct enable sample.vhdx   (resilient change tracking)"
+"$tm" rct enable sample.vhdx
+id=$("$tm" rct seal sample.vhdx)
+echo "sealed: $id"
+"$tm" vhd write sample.vhdx --offset 100M --pattern 0x42 --length 4K
+"$tm" vhd write sample.vhdx --offset 300M --pattern 0x43 --length 200K
+echo "changed since $id (offset length):"
+"$tm" rct changes sample.vhdx --since "$id"
+"$tm" rct status sample.vhdx
+
+if command -v qemu-io >/dev/null; then
+  step "a write behind tidemark's back (qemu-io) is detected"
+  cp sample.vhdx foreign.vhdx
+  cp sample.vhdx.rct foreign.vhdx.rct
+  cp sample.vhdx.mrt foreign.vhdx.mrt
+  qemu-io -f vhdx -c 'write -P 0x66 500M 64K' foreign.vhdx >/dev/null
+  if "$tm" rct changes foreign.vhdx --since "$id"; then
+    echo "demo: the foreign write went unnoticed" >&2
+    exit 1
+  fi
+  echo "(the next backup of foreign.vhdx is a full one)"
+fi
+
 if command -v qemu-img >/dev/null; then
   step "independent check: qemu-img reads our files"
   qemu-img check sample.vhdx
+  "$tm" vhd convert sample.vhdx merged.raw
   qemu-img compare -f vhdx -F raw sample.vhdx merged.raw
   qemu-img compare -f vhdx -F raw back.vhdx sample.raw
 fi
