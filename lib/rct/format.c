@@ -13,6 +13,16 @@
 static const uint8_t RCT_SIG[8] = { 't', 'm', 'r', 'c', 't', 0, 0, 1 };
 static const uint8_t MRT_SIG[8] = { 't', 'm', 'm', 'r', 't', 0, 0, 1 };
 
+enum rct_kind
+rct_sig_kind(const uint8_t p[8])
+{
+    static const uint8_t zero[8];
+
+    if (memcmp(p, RCT_SIG, 5) == 0 || memcmp(p, MRT_SIG, 5) == 0)
+        return RCT_KIND_OURS;
+    return memcmp(p, zero, 8) == 0 ? RCT_KIND_ZERO : RCT_KIND_OTHER;
+}
+
 /* ---- .rct header slot -------------------------------------------------- */
 
 int
@@ -46,6 +56,7 @@ rct_header_decode(const uint8_t *buf, size_t len, struct rct_header *h,
     h->body_crc = tm_le32(buf + 88);
     h->epoch = tm_le16(buf + 92);
     h->next_counter = tm_le32(buf + 94);
+    memcpy(h->pending_guid.b, buf + 100, 16);
 
     if (h->seq == 0)
         return tm_err_set(err, TM_E_CORRUPT, "rct header: sequence is 0");
@@ -82,6 +93,9 @@ rct_header_decode(const uint8_t *buf, size_t len, struct rct_header *h,
     if (h->next_counter == 0)
         return tm_err_set(err, TM_E_CORRUPT,
                           "rct header: next ID counter is 0");
+    if (!tm_guid_is_zero(&h->pending_guid) && !(h->flags & RCT_FLAG_OPEN))
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct header: a pending DataWriteGuid without OPEN");
     return 0;
 }
 
@@ -102,6 +116,7 @@ rct_header_encode(const struct rct_header *h, uint8_t *buf)
     tm_put_le32(buf + 88, h->body_crc);
     tm_put_le16(buf + 92, h->epoch);
     tm_put_le32(buf + 94, h->next_counter);
+    memcpy(buf + 100, h->pending_guid.b, 16);
     tm_put_le32(buf + 8, tm_crc32c(0, buf, RCT_SLOT_BYTES));
 }
 

@@ -227,6 +227,8 @@ persist_locked(struct tm_rct *t, bool open)
     h.seq = t->seq + 1;
     h.lineage = t->lineage;
     h.data_write_guid = t->binding.data_write_guid;
+    if (open)
+        h.pending_guid = t->binding.pending_guid;
     h.virtual_size = t->binding.virtual_size;
     h.granularity = t->gran;
     h.flags = (t->flags & RCT_FLAG_DISABLED) | (open ? RCT_FLAG_OPEN : 0);
@@ -310,7 +312,13 @@ tm_rct_persist(struct tm_rct *t, const struct tm_rct_binding *b, bool open)
                               "binding size %" PRIu64 " is not the tracked "
                               "size %" PRIu64, b->virtual_size,
                               t->binding.virtual_size);
+        if (!open && !tm_guid_is_zero(&b->pending_guid))
+            return tm_err_set(&t->err, TM_E_INVALID,
+                              "a pending DataWriteGuid needs OPEN");
         t->binding.data_write_guid = b->data_write_guid;
+        t->binding.pending_guid = b->pending_guid;
+    } else if (!open) {
+        memset(&t->binding.pending_guid, 0, sizeof(t->binding.pending_guid));
     }
     return persist_locked(t, open);
 }
@@ -528,6 +536,41 @@ read_mrt_bitmap(struct tm_rct *t, bool *any)
     return 0;
 }
 
+/* Files of the same names written by another program (Hyper-V names
+ * its own tracking files so): no header slot of the .rct and not the
+ * .mrt start with a signature of ours, and the .rct starts with
+ * something, not the zeros a create cut short leaves.  They are left as
+ * they are: TM_E_UNSUPPORTED, as for a version we do not know. */
+static int
+foreign_files(struct tm_rct *t, struct tm_io *rct, struct tm_io *mrt,
+              uint64_t fsize)
+{
+    uint8_t p[3][8];
+    uint64_t msize;
+    int rc;
+
+    if (fsize < 8)
+        return 0;
+    memset(p, 0, sizeof(p));
+    rc = tm_io_pread_all(rct, p[0], 8, 0);
+    if (rc == 0 && fsize >= RCT_SLOT_BYTES + 8)
+        rc = tm_io_pread_all(rct, p[1], 8, RCT_SLOT_BYTES);
+    if (rc == 0)
+        rc = tm_io_size(mrt, &msize);
+    if (rc == 0 && msize >= 8)
+        rc = tm_io_pread_all(mrt, p[2], 8, 0);
+    if (rc < 0)
+        return tm_err_set(&t->err, rc, "cannot read the sidecars: %s",
+                          tm_strerror(rc));
+    if (rct_sig_kind(p[0]) != RCT_KIND_OTHER ||
+        rct_sig_kind(p[1]) == RCT_KIND_OURS ||
+        rct_sig_kind(p[2]) == RCT_KIND_OURS)
+        return 0;
+    return tm_err_set(&t->err, TM_E_UNSUPPORTED, "the tracking files are "
+                      "not tidemark's (another program's, such as "
+                      "Hyper-V's); they are left as they are");
+}
+
 static const char *
 reason_name(int reason)
 {
@@ -607,6 +650,9 @@ tm_rct_open(struct tm_io *rct, struct tm_io *mrt,
         tm_err_set(&t->err, rc, "cannot size the rct file");
         goto out_free;
     }
+    rc = foreign_files(t, rct, mrt, fsize);
+    if (rc < 0)
+        goto out_free;
     for (unsigned i = 0; i < 2; i++) {
         rc = read_slot(t, i, fsize, &s[i]);
         if (rc < 0) {
@@ -670,7 +716,12 @@ tm_rct_open(struct tm_io *rct, struct tm_io *mrt,
 
     if (cur == NULL)
         st = TM_RCT_RESET_CORRUPT;
-    else if (!tm_guid_equal(&cur->h.data_write_guid, &b->data_write_guid))
+    else if (!tm_guid_equal(&cur->h.data_write_guid, &b->data_write_guid) &&
+             !((cur->h.flags & RCT_FLAG_OPEN) &&
+               !tm_guid_is_zero(&cur->h.pending_guid) &&
+               tm_guid_equal(&cur->h.pending_guid, &b->data_write_guid)))
+        /* Neither the recorded GUID nor the one a writer announced before
+         * renewing it (and crashed, before or after the renewal). */
         st = TM_RCT_RESET_FOREIGN_WRITE;
     else if (cur->h.virtual_size != b->virtual_size)
         st = TM_RCT_RESET_RESIZED;

@@ -33,10 +33,14 @@
 
 struct tm_rct;                                  /* opaque */
 
-/* What the tracking is bound to: the disk as it is now. */
+/* What the tracking is bound to: the disk as it is now.  A writer about
+ * to renew the disk's DataWriteGuid persists (with OPEN) the GUID it
+ * will give it as 'pending' first; an open then accepts either, so no
+ * instant of the renewal looks like a foreign write. */
 struct tm_rct_binding {
     struct tm_guid data_write_guid;
     uint64_t virtual_size;
+    struct tm_guid pending_guid;    /* zero: none */
 };
 
 struct tm_rct_params {
@@ -68,7 +72,8 @@ int tm_rct_create(struct tm_io *rct, struct tm_io *mrt,
  * which.  A reset is not an error: the handle works under a new lineage
  * and every older ID fails with TM_E_RCT_RESET, naming the reason.
  * Returns TM_E_UNSUPPORTED (nothing changed on disk) for a format
- * version it does not know, -errno for I/O errors.  On a reset *err (if
+ * version it does not know and for files another program wrote under
+ * these names (Hyper-V's own .rct/.mrt), -errno for I/O errors.  On a reset *err (if
  * not NULL) gets code 0 and a message naming the reason; on failure the
  * error detail.  Flushes both files before reading them (a read may
  * return what a failed flush left behind), then writes only on a reset,
@@ -117,8 +122,8 @@ int tm_rct_query(struct tm_rct *t, const char *id, const char *until,
                  size_t *count, uint64_t *processed);
 
 /* Writes the map and history to the .rct atomically, recording 'b' as
- * the disk's binding; 'open' sets the OPEN flag (writes may follow, the
- * .mrt covers them).  Then clears the .mrt.  'b' NULL keeps the recorded
+ * the disk's binding (a pending GUID only with 'open'); 'open' sets the
+ * OPEN flag (writes may follow, the .mrt covers them).  Then clears the .mrt.  'b' NULL keeps the recorded
  * binding; a 'b' with another virtual size is TM_E_INVALID (the map has
  * the old size).  A failed write or flush (here, in mark or seal)
  * poisons the handle: later calls fail TM_E_POISONED; free or close it

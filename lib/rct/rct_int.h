@@ -41,6 +41,7 @@ struct rct_header {
     uint64_t seq;
     struct tm_guid lineage;
     struct tm_guid data_write_guid;
+    struct tm_guid pending_guid;    /* zero, or (with OPEN) the next one */
     uint64_t virtual_size;
     uint32_t granularity;
     uint32_t flags;
@@ -130,6 +131,12 @@ void rct_mrt_sector_encode(uint32_t k, const uint8_t *bits, uint8_t *buf);
  * is allowed here; the engine decides). */
 void rct_id_format(const struct tm_guid *lineage, uint32_t counter,
                    char *id);
+/* Whether the 8 bytes at 'p' begin a structure of ours ('tmrct' or
+ * 'tmmrt', any version), are all zero (a file we were creating), or are
+ * something else entirely. */
+enum rct_kind { RCT_KIND_OURS, RCT_KIND_ZERO, RCT_KIND_OTHER };
+enum rct_kind rct_sig_kind(const uint8_t p[8]);
+
 int rct_id_parse(const char *id, struct tm_guid *lineage,
                  uint32_t *counter);
 

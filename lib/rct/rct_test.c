@@ -709,6 +709,47 @@ reset_reasons(void **state)
     disk_destroy(&d);
 }
 
+/* The GUID a writer announces before renewing the disk's: after a crash
+ * either the old or the announced one is the disk's own; a third is a
+ * foreign write.  A clean persist forgets the announcement. */
+static void
+pending_guid_covers_the_renewal(void **state)
+{
+    struct disk d;
+    char id[TM_RCT_ID_MAX + 1];
+    struct tm_rct_binding ann, now, other;
+    uint8_t tag[3] = { 0xa5, 0x3c, 0x77 };
+
+    for (int k = 0; k < 3; k++) {
+        disk_create(&d, 1 * GiB, 0, 0);
+        assert_int_equal(tm_rct_seal(d.t, id), 0);
+        ann = d.b;
+        memset(ann.pending_guid.b, 0x3c, 16);
+        /* Announcing needs OPEN. */
+        assert_int_equal(tm_rct_persist(d.t, &ann, false), TM_E_INVALID);
+        assert_int_equal(tm_rct_persist(d.t, &ann, true), 0);
+        assert_int_equal(tm_rct_mark(d.t, 5 * MiB, 1), 0);
+        tm_rct_free(d.t);               /* the crash */
+        d.t = NULL;
+        now = binding(tag[k], 1 * GiB);
+        if (k < 2) {
+            assert_int_equal(disk_reopen_with(&d, &now), TM_RCT_RECOVERED);
+            assert_int_equal(query_rc(d.t, id), 0);
+            /* Closed with the GUID found: the announcement is gone, and
+             * the old GUID is foreign from now on. */
+            assert_int_equal(tm_rct_close(d.t, &now), 0);
+            other = binding(k == 0 ? 0x3c : 0xa5, 1 * GiB);
+            assert_int_equal(disk_reopen_with(&d, &other),
+                             TM_RCT_RESET_FOREIGN_WRITE);
+        } else {
+            assert_int_equal(disk_reopen_with(&d, &now),
+                             TM_RCT_RESET_FOREIGN_WRITE);
+            assert_int_equal(query_rc(d.t, id), TM_E_RCT_RESET);
+        }
+        disk_destroy(&d);
+    }
+}
+
 /* Turning tracking off and on again, and a reset at open while off. */
 static void
 disable_and_reset(void **state)
@@ -1224,6 +1265,7 @@ main(void)
         cmocka_unit_test(reset_reasons),
         cmocka_unit_test(reset_reasons_more),
         cmocka_unit_test(disable_and_reset),
+        cmocka_unit_test(pending_guid_covers_the_renewal),
         cmocka_unit_test(unknown_version_is_left_alone),
         cmocka_unit_test(recovery_reports_marked_regions),
         cmocka_unit_test(counter_never_reused_after_crash),

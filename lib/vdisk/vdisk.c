@@ -35,6 +35,7 @@ struct tm_vdisk {
     enum tm_vdisk_tracking_open found;
 
     char *parent_paths;         /* PARENT_LOCATION's multi-string */
+    char untracked_why[512];    /* sidecars found but not usable by us */
     /* A reader's sidecar files under the overlays the tracker owns: an
      * overlay borrows its file, so the handle closes them, after the
      * tracker.  (Fix: they were never closed, leaking two descriptors
@@ -120,6 +121,7 @@ binding_now(struct tm_vdisk *d, struct tm_rct_binding *b)
 
     if (rc < 0)
         return tm_err_set(&d->err, rc, "%s", tm_vhdx_err(d->vd)->msg);
+    memset(b, 0, sizeof(*b));
     b->data_write_guid = vi.data_write_guid;
     b->virtual_size = vi.virtual_size;
     return 0;
@@ -182,6 +184,14 @@ open_tracking(struct tm_vdisk *d)
     }
     tm_err_clear(&e);
     rc = tm_rct_open(rio, mio, &b, &d->rct, &st, &e);
+    if (rc == TM_E_UNSUPPORTED) {
+        /* Another program's files, or a newer format: left as found, and
+         * the disk is untracked for us (its writes then change the
+         * DataWriteGuid, which the owner of the files will notice). */
+        snprintf(d->untracked_why, sizeof(d->untracked_why), "%s", e.msg);
+        d->rct = NULL;
+        return 0;
+    }
     if (rc < 0) {
         d->err = e;
         d->err.code = rc;
@@ -196,26 +206,31 @@ open_tracking(struct tm_vdisk *d)
     return 0;
 }
 
-/* CRASH: the GUID is durable in the disk's header before the .rct names
- * it, and the .rct (OPEN) is durable before any mark or data.  A cut
- * between the two leaves a GUID the .rct does not know: a reset at the
- * next open, as for a foreign write (nothing was written yet, but the
- * two cannot be told apart). */
+/* CRASH: the .rct (OPEN) names the GUID the disk is about to get as
+ * pending, durably, before the engine renews it; the header with the new
+ * GUID is durable before any mark or data.  A cut anywhere leaves the
+ * disk with the recorded GUID or the pending one, and the next open
+ * recovers either; only a third GUID is a foreign write.  (If this open
+ * renewed the GUID already, before tracking was turned on, it stays and
+ * is the one recorded.) */
 static int
 bind(struct tm_vdisk *d)
 {
     struct tm_rct_binding b;
     int rc;
 
-    rc = tm_vhdx_begin_write(d->vd);
-    if (rc < 0)
-        return vhdx_fail(d, rc);
     rc = binding_now(d, &b);
     if (rc < 0)
         return rc;
+    rc = tm_guid_generate(&b.pending_guid);
+    if (rc < 0)
+        return tm_err_set(&d->err, rc, "cannot make a GUID");
     rc = tm_rct_persist(d->rct, &b, true);
     if (rc < 0)
         return rct_fail(d, rc);
+    rc = tm_vhdx_begin_write(d->vd, &b.pending_guid);
+    if (rc < 0)
+        return vhdx_fail(d, rc);
     d->bound = true;
     return 0;
 }
@@ -772,6 +787,7 @@ enable_tracking(struct tm_vdisk *d, uint32_t granularity)
     }
     d->tracking = true;
     d->bound = false;
+    d->untracked_why[0] = '\0';
     return 0;
 }
 
@@ -872,6 +888,10 @@ tm_vdisk_set_info(struct tm_vdisk *d, const struct tm_vdisk_set_info *info)
 static int
 need_tracking(struct tm_vdisk *d)
 {
+    if (d->rct == NULL && d->untracked_why[0] != '\0')
+        return tm_err_set(&d->err, TM_E_RCT_DISABLED, "change tracking is "
+                          "not enabled for '%s': %s", d->path,
+                          d->untracked_why);
     if (d->rct == NULL)
         return tm_err_set(&d->err, TM_E_RCT_DISABLED, "change tracking is "
                           "not enabled for '%s' (no '%s.rct')", d->path,

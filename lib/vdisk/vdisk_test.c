@@ -1499,6 +1499,70 @@ deleted_sidecars_mean_disabled(void **state)
     assert_false(exists(path(fx, "a.vhdx.mrt")));
 }
 
+/* Files of the same names that are not ours (Hyper-V keeps its own
+ * .rct/.mrt beside a disk): left untouched by opens and writes, the disk
+ * untracked, until tracking is turned on, which replaces them. */
+static void
+foreign_sidecars_are_left_alone(void **state)
+{
+    struct fx *fx = *state;
+    uint8_t junk[3 * 4096];
+    uint8_t *r1, *m1;
+    size_t rl, ml;
+    char id[TM_VDISK_RCT_ID_MAX + 1];
+    struct tm_vdisk *d;
+    struct tm_vdisk_set_info on = {
+        .kind = TM_VDISK_SET_CHANGE_TRACKING_STATE,
+        .change_tracking = { .enabled = true },
+    };
+
+    d = create_disk(path(fx, "h.vhdx"), VSIZE, 0);
+    assert_ok(tm_vdisk_close(d), NULL, "close");
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (uint8_t)(i * 131 + 7);
+    memcpy(junk, "RCTfile", 7);
+    spit(path(fx, "h.vhdx.rct"), junk, sizeof(junk));
+    memcpy(junk, "MRTfile", 7);
+    spit(path(fx, "h.vhdx.mrt"), junk, 4096);
+    r1 = slurp(path(fx, "h.vhdx.rct"), &rl);
+    m1 = slurp(path(fx, "h.vhdx.mrt"), &ml);
+    for (int ro = 1; ro >= 0; ro--) {
+        d = open_disk(path(fx, "h.vhdx"), ro ? TM_VDISK_OPEN_READ_ONLY : 0);
+        assert_false(tracking_of(d).change_tracking.enabled);
+        assert_err_rc(query_rc(d, "rctX:5bfde23b:ce75:4303:b54f:"
+                                  "6c18394f105c:00000001"),
+                      d, TM_E_RCT_DISABLED, "not tidemark's");
+        if (!ro)
+            write_pat(d, 0, 4096, 3);
+        assert_ok(tm_vdisk_close(d), NULL, "close");
+    }
+    {
+        size_t l2;
+        uint8_t *r2 = slurp(path(fx, "h.vhdx.rct"), &l2);
+        uint8_t *m2;
+
+        assert_int_equal(l2, rl);
+        assert_memory_equal(r1, r2, rl);
+        free(r2);
+        m2 = slurp(path(fx, "h.vhdx.mrt"), &l2);
+        assert_int_equal(l2, ml);
+        assert_memory_equal(m1, m2, ml);
+        free(m2);
+    }
+    free(r1);
+    free(m1);
+    /* Turning tracking on replaces them. */
+    d = open_disk(path(fx, "h.vhdx"), 0);
+    assert_ok(tm_vdisk_set_info(d, &on), d, "enable");
+    assert_true(tracking_of(d).change_tracking.enabled);
+    assert_ok(tm_vdisk_seal(d, id), d, "seal");
+    write_pat(d, 64 * KiB, 1, 4);
+    assert_ok(tm_vdisk_close(d), NULL, "close");
+    d = open_disk(path(fx, "h.vhdx"), TM_VDISK_OPEN_READ_ONLY);
+    assert_int_equal(query_rc(d, id), 0);
+    assert_ok(tm_vdisk_close(d), NULL, "close");
+}
+
 static void
 corrupt_rct_headers_reset(void **state)
 {
@@ -1938,6 +2002,7 @@ main(void)
         T(ids_of_another_disk_and_garbage),
         T(foreign_write_resets),
         T(deleted_sidecars_mean_disabled),
+        T(foreign_sidecars_are_left_alone),
         T(corrupt_rct_headers_reset),
         T(one_corrupt_rct_header_is_survived),
         T(sidecars_of_another_disk_reset),

@@ -163,15 +163,16 @@ vhdx_begin_modify(struct tm_vhdx *vd, bool user_visible)
 }
 
 int
-tm_vhdx_begin_write(struct tm_vhdx *vd)
+tm_vhdx_begin_write(struct tm_vhdx *vd, const struct tm_guid *next)
 {
-    int rc;
-
     if (vd == NULL || !vd->is_open)
         return TM_E_INVALID;
     tm_err_clear(&vd->err);
-    rc = vhdx_begin_modify(vd, true);
-    return rc;
+    if (next != NULL && !vd->data_changed) {
+        vd->next_dwg = *next;
+        vd->have_next_dwg = true;
+    }
+    return vhdx_begin_modify(vd, true);
 }
 
 static int

@@ -117,11 +117,13 @@ int tm_vhdx_discard(struct tm_vhdx *vd, uint64_t off, uint64_t len,
                     enum tm_vhdx_discard_mode mode);
 
 /* Makes the first user-visible change of this open now: renews
- * DataWriteGuid (MS-VHDX 2.2.2: once per open, at the first write) and
- * makes the header durable, so a caller can record the new GUID (the
- * change-tracking binding) before any data changes.  Later writes of the
- * same open keep that GUID.  Idempotent. */
-int tm_vhdx_begin_write(struct tm_vhdx *vd);
+ * DataWriteGuid (MS-VHDX 2.2.2: once per open, at the first write) to
+ * 'next' (NULL: a random one) and makes the header durable, so a caller
+ * can announce the GUID (the change-tracking binding) before the disk
+ * carries it and before any data changes.  Later writes of the same open
+ * keep that GUID.  When this open has renewed it already, nothing
+ * changes and 'next' is ignored: read the GUID back. */
+int tm_vhdx_begin_write(struct tm_vhdx *vd, const struct tm_guid *next);
 
 /* Where data lives, for sparse-aware copies: the length of the run that
  * starts at 'off' (up to 'len') and whether it may hold non-zero data
