@@ -130,42 +130,128 @@ rct_body_max_len(uint64_t granules)
            granules * RCT_RUN_BYTES;
 }
 
+/* A body moves in chunks through a callback, so neither a persist nor an
+ * open holds more of it than this at once (the map itself is the
+ * memory tracking costs; a copy of it as a body would double that). */
+#define BODY_CHUNK (64u << 10)
+
+struct body_in {
+    rct_read_fn rd;
+    void *user;
+    uint64_t len;               /* the body's */
+    uint64_t pos;               /* consumed so far */
+    uint64_t fill;              /* read from the source so far */
+    uint8_t *buf;
+    size_t at, have;            /* unconsumed: buf[at .. have) */
+    uint32_t crc;               /* of everything read */
+};
+
+/* Makes 'n' (<= 32) contiguous bytes available at *p and consumes them.
+ * TM_E_CORRUPT when the body ends first, or the source's error. */
+static int
+in_take(struct body_in *in, size_t n, const uint8_t **p)
+{
+    if (in->have - in->at < n) {
+        size_t keep = in->have - in->at;
+        uint64_t want;
+        int rc;
+
+        memmove(in->buf, in->buf + in->at, keep);
+        in->at = 0;
+        in->have = keep;
+        want = in->len - in->fill;
+        if (want > BODY_CHUNK - keep)
+            want = BODY_CHUNK - keep;
+        if (want > 0) {
+            rc = in->rd(in->user, in->buf + keep, (size_t)want, in->fill);
+            if (rc < 0)
+                return rc;
+            in->crc = tm_crc32c(in->crc, in->buf + keep, (size_t)want);
+            in->fill += want;
+            in->have += (size_t)want;
+        }
+        if (in->have < n)
+            return TM_E_CORRUPT;
+    }
+    *p = in->buf + in->at;
+    in->at += n;
+    in->pos += n;
+    return 0;
+}
+
+/* Reads the whole body once for its CRC. */
+static int
+body_crc(rct_read_fn rd, void *user, uint64_t len, uint8_t *chunk,
+         uint32_t *crc)
+{
+    *crc = 0;
+    for (uint64_t off = 0; off < len;) {
+        size_t n = len - off > BODY_CHUNK ? BODY_CHUNK : (size_t)(len - off);
+        int rc = rd(user, chunk, n, off);
+
+        if (rc < 0)
+            return rc;
+        *crc = tm_crc32c(*crc, chunk, n);
+        off += n;
+    }
+    return 0;
+}
+
 int
-rct_body_decode(const uint8_t *buf, size_t len, const struct rct_header *h,
-                struct rct_body *b, uint16_t *gens, struct tm_err *err)
+rct_body_decode_from(rct_read_fn rd, void *user, const struct rct_header *h,
+                     struct rct_body *b, uint16_t *gens, struct tm_err *err)
 {
     uint64_t granules = rct_div_up(h->virtual_size, h->granularity);
     uint64_t next_granule = 0;
-    size_t pos = 0;
-    int rc = TM_E_CORRUPT;
+    struct body_in in = { .rd = rd, .user = user, .len = h->body_len };
+    const uint8_t *p;
+    uint32_t crc;
+    int rc;
 
     memset(b, 0, sizeof(*b));
-    if (len != h->body_len)
-        return tm_err_set(err, TM_E_CORRUPT,
-                          "rct body: %zu bytes, header says %" PRIu64, len,
-                          h->body_len);
-    if (tm_crc32c(0, buf, len) != h->body_crc)
-        return tm_err_set(err, TM_E_CORRUPT, "rct body: bad checksum");
+    in.buf = malloc(BODY_CHUNK);
+    if (in.buf == NULL)
+        return tm_err_set(err, -ENOMEM, "out of memory");
+    /* The CRC first: no field of a damaged body is looked at. */
+    rc = body_crc(rd, user, h->body_len, in.buf, &crc);
+    if (rc < 0) {
+        tm_err_set(err, rc, "rct body: cannot read it: %s", tm_strerror(rc));
+        goto out_free;
+    }
+    if (crc != h->body_crc) {
+        rc = tm_err_set(err, TM_E_CORRUPT, "rct body: bad checksum");
+        goto out_free;
+    }
+    rc = TM_E_CORRUPT;
 
     /* History. */
-    if (len - pos < 4)
-        return tm_err_set(err, rc, "rct body: ends in the history count");
-    b->nhist = tm_le32(buf + pos);
-    pos += 4;
+    if (in_take(&in, 4, &p) < 0) {
+        tm_err_set(err, rc, "rct body: ends in the history count");
+        goto out_free;
+    }
+    b->nhist = tm_le32(p);
     if (b->nhist > RCT_MAX_HISTORY ||
-        (uint64_t)b->nhist * RCT_HIST_ENTRY_BYTES > len - pos)
-        return tm_err_set(err, rc, "rct body: history count %" PRIu32
-                          " too large", b->nhist);
+        (uint64_t)b->nhist * RCT_HIST_ENTRY_BYTES > in.len - in.pos) {
+        tm_err_set(err, rc, "rct body: history count %" PRIu32
+                   " too large", b->nhist);
+        goto out_free;
+    }
     if (b->nhist > 0) {
         b->hist = malloc(b->nhist * sizeof(*b->hist));
-        if (b->hist == NULL)
-            return -ENOMEM;
+        if (b->hist == NULL) {
+            rc = tm_err_set(err, -ENOMEM, "out of memory");
+            goto out_free;
+        }
     }
-    for (uint32_t i = 0; i < b->nhist; i++, pos += RCT_HIST_ENTRY_BYTES) {
+    for (uint32_t i = 0; i < b->nhist; i++) {
         struct rct_hist *e = &b->hist[i];
 
-        e->counter = tm_le32(buf + pos);
-        e->epoch = tm_le16(buf + pos + 4);
+        if (in_take(&in, RCT_HIST_ENTRY_BYTES, &p) < 0) {
+            tm_err_set(err, rc, "rct body: ends in the history");
+            goto out_free;
+        }
+        e->counter = tm_le32(p);
+        e->epoch = tm_le16(p + 4);
         if (e->counter == 0 || e->counter >= h->next_counter) {
             tm_err_set(err, rc, "rct body: history entry %" PRIu32
                        " counter %" PRIu32 " outside 1..next counter %"
@@ -187,23 +273,26 @@ rct_body_decode(const uint8_t *buf, size_t len, const struct rct_header *h,
     }
 
     /* Former lineages. */
-    if (len - pos < 4) {
+    if (in_take(&in, 4, &p) < 0) {
         tm_err_set(err, rc, "rct body: ends in the former lineage count");
         goto out_free;
     }
-    b->nformer = tm_le32(buf + pos);
-    pos += 4;
+    b->nformer = tm_le32(p);
     if (b->nformer > RCT_MAX_FORMER ||
-        (uint64_t)b->nformer * RCT_FORMER_ENTRY_BYTES > len - pos) {
+        (uint64_t)b->nformer * RCT_FORMER_ENTRY_BYTES > in.len - in.pos) {
         tm_err_set(err, rc, "rct body: former lineage count %" PRIu32
                    " too large (at most 16)", b->nformer);
         goto out_free;
     }
-    for (uint32_t i = 0; i < b->nformer; i++, pos += RCT_FORMER_ENTRY_BYTES) {
+    for (uint32_t i = 0; i < b->nformer; i++) {
         struct rct_former *f = &b->former[i];
 
-        memcpy(f->lineage.b, buf + pos, 16);
-        f->reason = buf[pos + 16];
+        if (in_take(&in, RCT_FORMER_ENTRY_BYTES, &p) < 0) {
+            tm_err_set(err, rc, "rct body: ends in the former lineages");
+            goto out_free;
+        }
+        memcpy(f->lineage.b, p, 16);
+        f->reason = p[16];
         if (f->reason < TM_RCT_RESET_FOREIGN_WRITE ||
             f->reason > TM_RCT_RESET_RESTARTED) {
             tm_err_set(err, rc, "rct body: former lineage %" PRIu32
@@ -213,29 +302,35 @@ rct_body_decode(const uint8_t *buf, size_t len, const struct rct_header *h,
     }
 
     /* Map. */
-    if (len - pos < 16) {
+    if (in_take(&in, 16, &p) < 0) {
         tm_err_set(err, rc, "rct body: ends in the map counts");
         goto out_free;
     }
-    b->granules = tm_le64(buf + pos);
-    b->nruns = tm_le64(buf + pos + 8);
-    pos += 16;
+    b->granules = tm_le64(p);
+    b->nruns = tm_le64(p + 8);
     if (b->granules != granules) {
         tm_err_set(err, rc, "rct body: granule count %" PRIu64
                    ", the header's disk has %" PRIu64, b->granules,
                    granules);
         goto out_free;
     }
-    if (b->nruns > granules || b->nruns * RCT_RUN_BYTES != len - pos) {
+    if (b->nruns > granules || b->nruns * RCT_RUN_BYTES != in.len - in.pos) {
         tm_err_set(err, rc, "rct body: run count %" PRIu64
                    " does not fill the body", b->nruns);
         goto out_free;
     }
-    for (uint64_t i = 0; i < b->nruns; i++, pos += RCT_RUN_BYTES) {
-        uint64_t first = tm_le64(buf + pos);
-        uint32_t n = tm_le32(buf + pos + 8);
-        uint16_t gen = tm_le16(buf + pos + 12);
+    for (uint64_t i = 0; i < b->nruns; i++) {
+        uint64_t first;
+        uint32_t n;
+        uint16_t gen;
 
+        if (in_take(&in, RCT_RUN_BYTES, &p) < 0) {
+            tm_err_set(err, rc, "rct body: ends in the runs");
+            goto out_free;
+        }
+        first = tm_le64(p);
+        n = tm_le32(p + 8);
+        gen = tm_le16(p + 12);
         if (first < next_granule || n == 0 || first >= granules ||
             n > granules - first) {
             tm_err_set(err, rc, "rct body: run %" PRIu64 " (granule %"
@@ -254,12 +349,181 @@ rct_body_decode(const uint8_t *buf, size_t len, const struct rct_header *h,
                 gens[g] = gen;
         next_granule = first + n;
     }
+    /* The source may have changed under the second pass (a reader beside
+     * a writer): what was decoded must be what was checked. */
+    if (in.crc != crc || in.fill != in.len) {
+        tm_err_set(err, rc, "rct body: changed while it was read");
+        goto out_free;
+    }
+    free(in.buf);
     return 0;
 
 out_free:
+    free(in.buf);
     free(b->hist);
     b->hist = NULL;
     return rc;
+}
+
+struct mem_src {
+    const uint8_t *buf;
+    size_t len;
+};
+
+static int
+mem_read(void *user, void *buf, size_t len, uint64_t off)
+{
+    struct mem_src *m = user;
+
+    if (off > m->len || len > m->len - off)
+        return TM_E_CORRUPT;
+    memcpy(buf, m->buf + off, len);
+    return 0;
+}
+
+int
+rct_body_decode(const uint8_t *buf, size_t len, const struct rct_header *h,
+                struct rct_body *b, uint16_t *gens, struct tm_err *err)
+{
+    struct mem_src m = { buf, len };
+
+    memset(b, 0, sizeof(*b));
+    if (len != h->body_len)
+        return tm_err_set(err, TM_E_CORRUPT,
+                          "rct body: %zu bytes, header says %" PRIu64, len,
+                          h->body_len);
+    return rct_body_decode_from(mem_read, &m, h, b, gens, err);
+}
+
+struct body_out {
+    rct_write_fn wr;
+    void *user;
+    uint8_t *buf;
+    size_t at;
+    uint64_t off;               /* written to the sink so far */
+    uint32_t crc;
+    int rc;
+};
+
+static void
+out_flush(struct body_out *o)
+{
+    if (o->rc == 0 && o->at > 0) {
+        o->crc = tm_crc32c(o->crc, o->buf, o->at);
+        o->rc = o->wr(o->user, o->buf, o->at, o->off);
+        o->off += o->at;
+    }
+    o->at = 0;
+}
+
+/* Room for 'n' (<= 32) zeroed bytes at the end of the chunk. */
+static uint8_t *
+out_room(struct body_out *o, size_t n)
+{
+    uint8_t *p;
+
+    if (BODY_CHUNK - o->at < n)
+        out_flush(o);
+    p = o->buf + o->at;
+    memset(p, 0, n);
+    o->at += n;
+    return p;
+}
+
+/* Runs of equal non-zero gen, u32 lengths at most.  Returns the index
+ * past the run starting at or after 'g' (*start its first granule), or
+ * 'granules' with *start == granules when none is left. */
+static uint64_t
+next_run(const uint16_t *gens, uint64_t g, uint64_t granules,
+         uint64_t *start)
+{
+    while (g < granules && gens[g] == 0)
+        g++;
+    *start = g;
+    if (g == granules)
+        return g;
+    while (g < granules && gens[g] == gens[*start] &&
+           g - *start < UINT32_MAX)
+        g++;
+    return g;
+}
+
+static uint64_t
+count_runs(const uint16_t *gens, uint64_t granules)
+{
+    uint64_t nruns = 0, start;
+
+    for (uint64_t g = next_run(gens, 0, granules, &start); start < granules;
+         g = next_run(gens, g, granules, &start))
+        nruns++;
+    return nruns;
+}
+
+uint64_t
+rct_body_len(uint32_t nhist, uint32_t nformer, const uint16_t *gens,
+             uint64_t granules)
+{
+    return 4 + (uint64_t)nhist * RCT_HIST_ENTRY_BYTES + 4 +
+           (uint64_t)nformer * RCT_FORMER_ENTRY_BYTES + 16 +
+           count_runs(gens, granules) * RCT_RUN_BYTES;
+}
+
+int
+rct_body_write_to(rct_write_fn wr, void *user, const struct rct_hist *hist,
+                  uint32_t nhist, const struct rct_former *former,
+                  uint32_t nformer, const uint16_t *gens, uint64_t granules,
+                  uint64_t *len, uint32_t *crc)
+{
+    struct body_out o = { .wr = wr, .user = user };
+    uint64_t start;
+    uint8_t *p;
+
+    o.buf = malloc(BODY_CHUNK);
+    if (o.buf == NULL)
+        return -ENOMEM;
+    tm_put_le32(out_room(&o, 4), nhist);
+    for (uint32_t i = 0; i < nhist; i++) {
+        p = out_room(&o, RCT_HIST_ENTRY_BYTES);
+        tm_put_le32(p, hist[i].counter);
+        tm_put_le16(p + 4, hist[i].epoch);
+    }
+    tm_put_le32(out_room(&o, 4), nformer);
+    for (uint32_t i = 0; i < nformer; i++) {
+        p = out_room(&o, RCT_FORMER_ENTRY_BYTES);
+        memcpy(p, former[i].lineage.b, 16);
+        p[16] = former[i].reason;
+    }
+    p = out_room(&o, 16);
+    tm_put_le64(p, granules);
+    tm_put_le64(p + 8, count_runs(gens, granules));
+    for (uint64_t g = next_run(gens, 0, granules, &start); start < granules;
+         g = next_run(gens, g, granules, &start)) {
+        p = out_room(&o, RCT_RUN_BYTES);
+        tm_put_le64(p, start);
+        tm_put_le32(p + 8, (uint32_t)(g - start));
+        tm_put_le16(p + 12, gens[start]);
+    }
+    out_flush(&o);
+    free(o.buf);
+    *len = o.off;
+    *crc = o.crc;
+    return o.rc;
+}
+
+struct mem_sink {
+    uint8_t *buf;
+    size_t len;
+};
+
+static int
+mem_write(void *user, const void *buf, size_t len, uint64_t off)
+{
+    struct mem_sink *m = user;
+
+    if (off > m->len || len > m->len - off)
+        return -EIO;
+    memcpy(m->buf + off, buf, len);
+    return 0;
 }
 
 int
@@ -268,64 +532,25 @@ rct_body_encode(const struct rct_hist *hist, uint32_t nhist,
                 const uint16_t *gens, uint64_t granules, uint8_t **out,
                 size_t *out_len)
 {
-    uint64_t nruns = 0;
-    size_t len;
-    size_t pos = 0;
-    uint8_t *buf;
+    struct mem_sink m;
+    uint64_t len;
+    uint32_t crc;
+    int rc;
 
     *out = NULL;
     *out_len = 0;
-    /* Pass 1: count runs of equal non-zero gen (u32 lengths at most). */
-    for (uint64_t g = 0; g < granules;) {
-        uint64_t start = g;
-
-        if (gens[g] == 0) {
-            g++;
-            continue;
-        }
-        while (g < granules && gens[g] == gens[start] &&
-               g - start < UINT32_MAX)
-            g++;
-        nruns++;
-    }
-    len = 4 + (size_t)nhist * RCT_HIST_ENTRY_BYTES + 4 +
-          (size_t)nformer * RCT_FORMER_ENTRY_BYTES + 16 +
-          (size_t)nruns * RCT_RUN_BYTES;
-    buf = calloc(1, len);
-    if (buf == NULL)
+    m.len = (size_t)rct_body_len(nhist, nformer, gens, granules);
+    m.buf = calloc(1, m.len);
+    if (m.buf == NULL)
         return -ENOMEM;
-    tm_put_le32(buf + pos, nhist);
-    pos += 4;
-    for (uint32_t i = 0; i < nhist; i++, pos += RCT_HIST_ENTRY_BYTES) {
-        tm_put_le32(buf + pos, hist[i].counter);
-        tm_put_le16(buf + pos + 4, hist[i].epoch);
+    rc = rct_body_write_to(mem_write, &m, hist, nhist, former, nformer, gens,
+                           granules, &len, &crc);
+    if (rc < 0) {
+        free(m.buf);
+        return rc;
     }
-    tm_put_le32(buf + pos, nformer);
-    pos += 4;
-    for (uint32_t i = 0; i < nformer; i++, pos += RCT_FORMER_ENTRY_BYTES) {
-        memcpy(buf + pos, former[i].lineage.b, 16);
-        buf[pos + 16] = former[i].reason;
-    }
-    tm_put_le64(buf + pos, granules);
-    tm_put_le64(buf + pos + 8, nruns);
-    pos += 16;
-    for (uint64_t g = 0; g < granules;) {
-        uint64_t start = g;
-
-        if (gens[g] == 0) {
-            g++;
-            continue;
-        }
-        while (g < granules && gens[g] == gens[start] &&
-               g - start < UINT32_MAX)
-            g++;
-        tm_put_le64(buf + pos, start);
-        tm_put_le32(buf + pos + 8, (uint32_t)(g - start));
-        tm_put_le16(buf + pos + 12, gens[start]);
-        pos += RCT_RUN_BYTES;
-    }
-    *out = buf;
-    *out_len = len;
+    *out = m.buf;
+    *out_len = (size_t)len;
     return 0;
 }
 

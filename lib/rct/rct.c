@@ -180,6 +180,28 @@ write_mrt_sector(struct tm_rct *t, uint32_t k)
                                 (uint64_t)k * RCT_MRT_SECTOR_BYTES);
 }
 
+/* The .rct as a body source or sink, from a body offset. */
+struct io_at {
+    struct tm_io *io;
+    uint64_t off;
+};
+
+static int
+io_at_read(void *user, void *buf, size_t len, uint64_t off)
+{
+    struct io_at *a = user;
+
+    return tm_io_pread_all(a->io, buf, len, a->off + off);
+}
+
+static int
+io_at_write(void *user, const void *buf, size_t len, uint64_t off)
+{
+    struct io_at *a = user;
+
+    return tm_io_pwrite_all(a->io, buf, len, a->off + off);
+}
+
 /* ---- persist ------------------------------------------------------------ */
 
 static uint64_t
@@ -198,29 +220,33 @@ persist_locked(struct tm_rct *t, bool open)
 {
     struct rct_header h = { 0 };
     uint8_t hdr[RCT_SLOT_BYTES];
-    uint8_t *body;
     uint8_t *chunk;
-    size_t body_len;
+    uint64_t body_len;
     uint64_t off;
     uint64_t size;
     unsigned slot;
     int rc;
 
-    rc = rct_body_encode(t->hist, t->nhist, t->former, t->nformer, t->gens,
-                         t->granules, &body, &body_len);
-    if (rc < 0)
-        return tm_err_set(&t->err, rc, "cannot encode the rct body");
+    body_len = rct_body_len(t->nhist, t->nformer, t->gens, t->granules);
     if (!t->have_cur)
         off = RCT_BODY_MIN_OFF;
     else if (t->cur_body_off >= RCT_BODY_MIN_OFF + round4k(body_len))
         off = RCT_BODY_MIN_OFF;
     else
         off = round4k(t->cur_body_off + t->cur_body_len);
-    rc = tm_io_pwrite_all(t->rct_io, body, body_len, off);
+    {
+        struct io_at sink = { t->rct_io, off };
+        uint64_t wrote;
+
+        /* In chunks: a body as large as the map is never held twice. */
+        rc = rct_body_write_to(io_at_write, &sink, t->hist, t->nhist,
+                               t->former, t->nformer, t->gens, t->granules,
+                               &wrote, &h.body_crc);
+        if (rc == 0 && wrote != body_len)
+            rc = -EIO;
+    }
     if (rc == 0)
         rc = tm_io_flush(t->rct_io);
-    h.body_crc = tm_crc32c(0, body, body_len);
-    free(body);
     if (rc < 0)
         return poison(t, rc, "rct body write");
 
@@ -457,13 +483,16 @@ out_free:
     return rc;
 }
 
-/* A .rct slot as found: its header, and its body once read. */
+/* A .rct slot as found: its header, and what its body says of former
+ * lineages once the body is checked. */
 struct slot {
     int rc;                     /* header decode result */
     struct rct_header h;
-    uint8_t *body;
     bool valid;                 /* header and body both good */
+    struct rct_former former[RCT_MAX_FORMER];
+    uint32_t nformer;
 };
+
 
 static bool
 is_damage(int rc)
@@ -487,16 +516,17 @@ read_slot(struct tm_rct *t, unsigned i, uint64_t fsize, struct slot *s)
         return is_damage(rc) || rc == TM_E_UNSUPPORTED ? 0 : rc;
     if (s->h.body_off > fsize || s->h.body_len > fsize - s->h.body_off)
         return 0;
-    s->body = malloc(s->h.body_len);
-    if (s->body == NULL)
-        return -ENOMEM;
-    rc = tm_io_pread_all(t->rct_io, s->body, s->h.body_len, s->h.body_off);
-    if (rc < 0)
-        return is_damage(rc) ? 0 : rc;
-    rc = rct_body_decode(s->body, s->h.body_len, &s->h, &b, NULL, &t->err);
+    {
+        struct io_at src = { t->rct_io, s->h.body_off };
+
+        rc = rct_body_decode_from(io_at_read, &src, &s->h, &b, NULL,
+                                  &t->err);
+    }
     if (rc < 0)
         return is_damage(rc) ? 0 : rc;
     free(b.hist);
+    memcpy(s->former, b.former, sizeof(s->former));
+    s->nformer = b.nformer;
     s->valid = true;
     return 0;
 }
@@ -691,14 +721,8 @@ tm_rct_open(struct tm_io *rct, struct tm_io *mrt,
     if (max_seq == 0 && mrt_ok)
         old_lineage = mh.lineage;
     if (cur != NULL) {
-        rc = rct_body_decode(cur->body, cur->h.body_len, &cur->h, &body,
-                             NULL, &t->err);
-        if (rc < 0)
-            goto out_free;
-        memcpy(t->former, body.former, sizeof(t->former));
-        t->nformer = body.nformer;
-        free(body.hist);
-        body.hist = NULL;
+        memcpy(t->former, cur->former, sizeof(t->former));
+        t->nformer = cur->nformer;
         old_lineage = cur->h.lineage;
         gran = cur->h.granularity;
         old_flags = cur->h.flags;
@@ -752,8 +776,12 @@ tm_rct_open(struct tm_io *rct, struct tm_io *mrt,
         tm_err_set(&t->err, rc, "cannot allocate the map");
         goto out_free;
     }
-    rc = rct_body_decode(cur->body, cur->h.body_len, &cur->h, &body, t->gens,
-                         &t->err);
+    {
+        struct io_at src = { rct, cur->h.body_off };
+
+        rc = rct_body_decode_from(io_at_read, &src, &cur->h, &body, t->gens,
+                                  &t->err);
+    }
     if (rc < 0)
         goto out_free;
     t->hist = body.hist;
@@ -807,8 +835,6 @@ tm_rct_open(struct tm_io *rct, struct tm_io *mrt,
     }
 
 out_ok:
-    free(s[0].body);
-    free(s[1].body);
     if (state != NULL)
         *state = st;
     tm_err_clear(&t->err);
@@ -816,8 +842,6 @@ out_ok:
     return 0;
 
 out_free:
-    free(s[0].body);
-    free(s[1].body);
     free(body.hist);
     if (err != NULL) {
         int code = rc;

@@ -108,6 +108,28 @@ uint64_t rct_body_max_len(uint64_t granules);
 int rct_body_decode(const uint8_t *buf, size_t len,
                     const struct rct_header *h, struct rct_body *b,
                     uint16_t *gens, struct tm_err *err);
+/* The same, reading the body (h->body_len bytes) through 'rd' in chunks
+ * of 64 KiB: once for the CRC, once to decode, so memory stays at a
+ * chunk whatever the body's size.  Read errors are returned as they
+ * are (-errno), not as damage. */
+typedef int (*rct_read_fn)(void *user, void *buf, size_t len, uint64_t off);
+int rct_body_decode_from(rct_read_fn rd, void *user,
+                         const struct rct_header *h, struct rct_body *b,
+                         uint16_t *gens, struct tm_err *err);
+
+/* Writes the body through 'wr' in chunks of 64 KiB from offset 0 of the
+ * sink, and returns its length and CRC-32C. */
+typedef int (*rct_write_fn)(void *user, const void *buf, size_t len,
+                            uint64_t off);
+int rct_body_write_to(rct_write_fn wr, void *user,
+                      const struct rct_hist *hist, uint32_t nhist,
+                      const struct rct_former *former, uint32_t nformer,
+                      const uint16_t *gens, uint64_t granules, uint64_t *len,
+                      uint32_t *crc);
+/* The length rct_body_write_to will produce. */
+uint64_t rct_body_len(uint32_t nhist, uint32_t nformer, const uint16_t *gens,
+                      uint64_t granules);
+
 /* Encodes history, former lineages and the runs of 'gens' into a new
  * malloc'd buffer (*out, *out_len).  Returns 0 or -ENOMEM. */
 int rct_body_encode(const struct rct_hist *hist, uint32_t nhist,
