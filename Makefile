@@ -2,8 +2,8 @@
 # The two commands of the quick start, on a fresh Debian bookworm as root:
 #   make demo    install what is missing, build, run the sample job
 #   make check   install what is missing, build, run every test
-# Also: make bench, make bench-diff, make fuzz [FUZZ_SECONDS=60],
-# make asan-check.
+# Also: make bench, make bench-diff, make bench-rct, make fuzz
+# [FUZZ_SECONDS=60], make asan-check.
 
 BUILD ?= build
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -14,10 +14,10 @@ CTEST_ARGS ?=
 BUILD_PKGS = cmake gcc libc6-dev make libcmocka-dev
 TEST_PKGS = qemu-utils 7zip libvhdi-utils python3-libvhdi python3 perl
 FUZZ_PKGS = clang libclang-rt-14-dev
-BENCH_PKGS = qemu-utils bc
+BENCH_PKGS = qemu-utils bc time
 
-.PHONY: all build deps test-deps check demo bench bench-diff fuzz asan-check \
-        clean
+.PHONY: all build deps test-deps check demo bench bench-diff bench-rct fuzz \
+        asan-check clean
 
 all: build
 
@@ -61,6 +61,14 @@ bench: test-deps build
 bench-diff: build
 	$(call apt_install,$(BENCH_PKGS))
 	DIFFBENCH=$(BUILD)/bench/diffbench bash bench/diff.sh
+
+# What change tracking costs per write (on, off, no vdisk, raw pwrite),
+# the query over 1 M extents of a 1 TiB disk and the memory per TiB
+# (docs/benchmarks.md).  BENCH_DIR=/dev/shm for tmpfs (default /var/tmp),
+# BENCH_QUICK=1 for a smoke run.
+bench-rct: build
+	$(call apt_install,$(BENCH_PKGS))
+	RCTBENCH=$(BUILD)/bench/rctbench bash bench/rct.sh
 
 # The suite again under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan-check: test-deps

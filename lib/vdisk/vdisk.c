@@ -236,6 +236,13 @@ bind(struct tm_vdisk *d)
 }
 
 static int
+refuse_reader(struct tm_vdisk *d)
+{
+    return tm_err_set(&d->err, TM_E_READONLY, "'%s' is opened read-only",
+                      d->path);
+}
+
+static int
 check_range(struct tm_vdisk *d, uint64_t off, uint64_t len)
 {
     if (off > d->virtual_size || len > d->virtual_size - off)
@@ -252,8 +259,7 @@ track(struct tm_vdisk *d, uint64_t off, uint64_t len)
     int rc;
 
     if (d->rdonly)
-        return tm_err_set(&d->err, TM_E_READONLY, "'%s' is opened "
-                          "read-only", d->path);
+        return refuse_reader(d);
     if (!d->tracking || len == 0)
         return 0;
     if (!d->bound) {
@@ -568,8 +574,7 @@ tm_vdisk_resize(struct tm_vdisk *d, uint64_t new_size)
         return TM_E_INVALID;
     tm_err_clear(&d->err);
     if (d->rdonly)
-        return tm_err_set(&d->err, TM_E_READONLY, "'%s' is opened "
-                          "read-only", d->path);
+        return refuse_reader(d);
     /* CRASH: bound first, so a cut before the new size is durable
      * recovers the old lineage (nothing changed); after it, the size no
      * longer matches and the next open resets. */
@@ -817,8 +822,7 @@ tm_vdisk_set_info(struct tm_vdisk *d, const struct tm_vdisk_set_info *info)
         return tm_err_set(&d->err, TM_E_INVALID, "information struct of "
                           "size %" PRIu32 " unknown", info->struct_size);
     if (d->rdonly)
-        return tm_err_set(&d->err, TM_E_READONLY, "'%s' is opened "
-                          "read-only", d->path);
+        return refuse_reader(d);
     /* PARENT_LOCATION's answer may change: callers were told it lives
      * until the next set_info. */
     free(d->parent_paths);
@@ -909,8 +913,7 @@ tm_vdisk_seal(struct tm_vdisk *d, char id[TM_VDISK_RCT_ID_MAX + 1])
     tm_err_clear(&d->err);
     id[0] = '\0';
     if (d->rdonly)
-        return tm_err_set(&d->err, TM_E_READONLY, "'%s' is opened "
-                          "read-only", d->path);
+        return refuse_reader(d);
     rc = need_tracking(d);
     if (rc < 0)
         return rc;
@@ -937,8 +940,7 @@ tm_vdisk_persist_tracking(struct tm_vdisk *d)
         return TM_E_INVALID;
     tm_err_clear(&d->err);
     if (d->rdonly)
-        return tm_err_set(&d->err, TM_E_READONLY, "'%s' is opened "
-                          "read-only", d->path);
+        return refuse_reader(d);
     if (!d->tracking)
         return 0;
     rc = binding_now(d, &b);
