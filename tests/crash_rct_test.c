@@ -31,6 +31,7 @@
 #include <cmocka.h>
 
 #include "crash_util.h"
+#include "vhdx_testutil.h"
 
 #include "io.h"
 #include "rct.h"
@@ -78,26 +79,6 @@ struct base {
     struct tm_rct_binding b;
     struct state st;
 };
-
-static struct tm_io *
-copy_of(struct tm_io *src)
-{
-    struct tm_io *dst = tm_io_mem_new();
-    uint8_t *buf = malloc(1u << 20);
-    uint64_t size;
-
-    assert_non_null(dst);
-    assert_non_null(buf);
-    assert_int_equal(tm_io_size(src, &size), 0);
-    for (uint64_t off = 0; off < size; off += 1u << 20) {
-        size_t n = size - off < (1u << 20) ? (size_t)(size - off) : 1u << 20;
-
-        assert_int_equal(tm_io_pread_all(src, buf, n, off), 0);
-        assert_int_equal(tm_io_pwrite_all(dst, buf, n, off), 0);
-    }
-    free(buf);
-    return dst;
-}
 
 static void
 state_free(struct state *st)
@@ -462,7 +443,7 @@ crash_during_recovery(struct tm_io *rct, struct tm_io *mrt,
                       struct sweep_result *res)
 {
     for (unsigned k = 1;; k += stride()) {
-        struct tm_io *r2 = copy_of(rct), *m2 = copy_of(mrt);
+        struct tm_io *r2 = copy_disk(rct), *m2 = copy_disk(mrt);
         struct tm_fault_domain *d = tm_fault_domain_new(&(struct tm_fault){
             .ops = COUNTED, .after = k, .action = TM_FAULT_POWER_CUT,
             .seed = k % 2 ? 0 : k });
@@ -513,7 +494,7 @@ sweep(const char *name, const struct geo *g, const struct tm_fault *tmpl,
     for (unsigned point = 1;; point += step) {
         struct tm_fault f = *tmpl;
         struct tm_fault_domain *d;
-        struct tm_io *rct = copy_of(bs.rct), *mrt = copy_of(bs.mrt);
+        struct tm_io *rct = copy_disk(bs.rct), *mrt = copy_disk(bs.mrt);
         struct tm_io *frct, *fmrt;
         struct state st;
         bool fired;
@@ -653,7 +634,7 @@ seal_after_clean_open_then_crash(void **state)
 
     make_base(&bs, &geo_a);
     for (unsigned point = 1;; point++) {
-        struct tm_io *rct = copy_of(bs.rct), *mrt = copy_of(bs.mrt);
+        struct tm_io *rct = copy_disk(bs.rct), *mrt = copy_disk(bs.mrt);
         struct tm_fault_domain *d = tm_fault_domain_new(&(struct tm_fault){
             .ops = COUNTED, .after = point, .action = TM_FAULT_POWER_CUT });
         struct tm_io *fr = tm_io_fault_new_in(rct, d);

@@ -23,6 +23,7 @@
 
 #include "io.h"
 #include "vhdx.h"
+#include "vhdx_testutil.h"
 
 #define SECTOR 512u
 /* The disk under test; the default is dynamic, 1 MiB blocks, 512-byte
@@ -297,26 +298,6 @@ verify(struct tm_io *disk, const struct shadow *sh, unsigned point)
     tm_vhdx_close(vd);
 }
 
-static struct tm_io *
-copy_of(struct tm_io *src)
-{
-    struct tm_io *dst = tm_io_mem_new();
-    uint8_t *buf = malloc(1u << 20);
-    uint64_t size;
-
-    assert_non_null(dst);
-    assert_non_null(buf);
-    assert_int_equal(tm_io_size(src, &size), 0);
-    for (uint64_t off = 0; off < size; off += 1u << 20) {
-        size_t n = size - off < (1u << 20) ? (size_t)(size - off) : 1u << 20;
-
-        assert_int_equal(tm_io_pread_all(src, buf, n, off), 0);
-        assert_int_equal(tm_io_pwrite_all(dst, buf, n, off), 0);
-    }
-    free(buf);
-    return dst;
-}
-
 /* A second power cut, during recovery: the read-write open that replays
  * the log (and its close) is cut at each of its own write/flush points,
  * on a copy of the crashed file.  Replaying a half-replayed log must
@@ -328,7 +309,7 @@ crash_during_recovery(struct tm_io *crashed, const struct shadow *sh,
                       unsigned point)
 {
     for (unsigned k = 1;; k++) {
-        struct tm_io *disk = copy_of(crashed);
+        struct tm_io *disk = copy_disk(crashed);
         struct tm_io *f = tm_io_fault_new(disk, &(struct tm_fault){
             .ops = TM_IO_WRITE | TM_IO_FLUSH | TM_IO_TRUNCATE | TM_IO_PUNCH,
             .after = k, .action = TM_FAULT_POWER_CUT, .seed = k });

@@ -48,6 +48,7 @@
 #include <cmocka.h>
 
 #include "crash_util.h"
+#include "vhdx_testutil.h"
 
 #include "io.h"
 #include "rct.h"
@@ -252,32 +253,12 @@ fill(uint8_t *buf, uint64_t len, unsigned op, uint64_t off)
 
 /* ---- files and handles --------------------------------------------------- */
 
-static struct tm_io *
-copy_of(struct tm_io *src)
-{
-    struct tm_io *dst = tm_io_mem_new();
-    uint8_t *buf = malloc(1u << 20);
-    uint64_t size;
-
-    assert_non_null(dst);
-    assert_non_null(buf);
-    assert_int_equal(tm_io_size(src, &size), 0);
-    for (uint64_t off = 0; off < size; off += 1u << 20) {
-        size_t n = size - off < (1u << 20) ? (size_t)(size - off) : 1u << 20;
-
-        assert_int_equal(tm_io_pread_all(src, buf, n, off), 0);
-        assert_int_equal(tm_io_pwrite_all(dst, buf, n, off), 0);
-    }
-    free(buf);
-    return dst;
-}
-
 static void
 files_copy(struct files *dst, const struct files *src)
 {
-    dst->disk = copy_of(src->disk);
-    dst->rct = copy_of(src->rct);
-    dst->mrt = copy_of(src->mrt);
+    dst->disk = copy_disk(src->disk);
+    dst->rct = copy_disk(src->rct);
+    dst->mrt = copy_disk(src->mrt);
 }
 
 static void

@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /* vhdx_testutil.h - memory-file disks the engine's tests share: make
  * one, open one (failing the test with the engine's message), copy one.
- * Include after <cmocka.h> and "vhdx.h". */
+ * Include after <cmocka.h>. */
 #ifndef TM_VHDX_TESTUTIL_H
 #define TM_VHDX_TESTUTIL_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+
+#include "vhdx.h"
 
 /* A new empty VHDX in a memory file. */
 static inline struct tm_io *
