@@ -864,6 +864,20 @@ tm_vdisk_set_info(struct tm_vdisk *d, const struct tm_vdisk_set_info *info)
                               "%s, not the linkage %s given",
                               info->parent_locator.parent_path, have, want);
         }
+        /* Another parent's data now shows through wherever the child
+         * defines nothing: as far as tracking knows, every byte. */
+        if (d->tracking) {
+            const struct tm_vhdx_locator *loc = tm_vhdx_locator(d->vd);
+
+            if (loc != NULL &&
+                !tm_guid_equal(&loc->linkage, &pi.identifier) &&
+                !(loc->has_linkage2 &&
+                  tm_guid_equal(&loc->linkage2, &pi.identifier))) {
+                rc = track(d, 0, d->virtual_size);
+                if (rc < 0)
+                    return rc;
+            }
+        }
         rc = tm_vhdx_reparent(d->vd, info->parent_locator.parent_path,
                               true);
         break;

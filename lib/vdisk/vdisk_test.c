@@ -820,6 +820,61 @@ set_parent_path_follows_a_moved_parent(void **state)
     assert_ok(tm_vdisk_close(d), NULL, "close");
 }
 
+/* A tracked child relinked to a parent of other content: every byte the
+ * child does not define reads differently, so tracking reports the whole
+ * disk since older IDs.  Relinked behind vdisk's back (the engine, as
+ * 'vhd set-parent --force' does), the child's DataWriteGuid changes and
+ * its tracking resets. */
+static void
+relink_to_other_content_is_a_change(void **state)
+{
+    struct fx *fx = *state;
+    struct tm_vdisk_set_info on = {
+        .kind = TM_VDISK_SET_CHANGE_TRACKING_STATE,
+        .change_tracking = { .enabled = true },
+    };
+    struct tm_vdisk_set_info si = { .kind = TM_VDISK_SET_PARENT_LOCATOR };
+    char id[TM_VDISK_RCT_ID_MAX + 1];
+    struct tm_range *r = calloc(MAXR, sizeof(*r));
+    struct tm_vdisk *d, *p;
+    struct tm_guid oid;
+    struct tm_err err;
+    size_t n;
+
+    assert_non_null(r);
+    make_chain(fx, "p.vhdx", "c.avhdx");
+    p = create_disk(path(fx, "o.vhdx"), VSIZE, 0);
+    write_pat(p, 0, 128 * KiB, 40);             /* other content */
+    oid = info_of(p, TM_VDISK_INFO_IDENTIFIER).identifier;
+    assert_ok(tm_vdisk_close(p), NULL, "close");
+
+    d = open_disk(path(fx, "c.avhdx"), 0);
+    assert_ok(tm_vdisk_set_info(d, &on), d, "enable");
+    assert_ok(tm_vdisk_seal(d, id), d, "seal");
+    assert_ok(tm_vdisk_close(d), NULL, "close");
+    d = open_disk(path(fx, "c.avhdx"), 0);
+    si.parent_locator.parent_path = path(fx, "o.vhdx");
+    si.parent_locator.linkage = oid;
+    assert_ok(tm_vdisk_set_info(d, &si), d, "relink");
+    expect_pat(d, 0, 64 * KiB, 40);             /* the new parent shows */
+    assert_int_equal(query_all(d, id, NULL, 0, VSIZE, r, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(r[0].off, 0);
+    assert_int_equal(r[0].len, VSIZE);
+    assert_ok(tm_vdisk_close(d), NULL, "close");
+
+    /* The same through the engine alone: a reset, never silence. */
+    assert_int_equal(tm_vhdx_set_parent_path(path(fx, "c.avhdx"),
+                                             path(fx, "p.vhdx"), true, &err),
+                     0);
+    d = open_disk(path(fx, "c.avhdx"), TM_VDISK_OPEN_READ_ONLY);
+    assert_int_equal(tracking_of(d).change_tracking.found,
+                     TM_VDISK_TRACKING_RESET_FOREIGN_WRITE);
+    assert_err_rc(query_rc(d, id), d, TM_E_RCT_RESET, NULL);
+    assert_ok(tm_vdisk_close(d), NULL, "close");
+    free(r);
+}
+
 static void
 set_parent_locator_checks_the_linkage(void **state)
 {
@@ -2002,6 +2057,7 @@ main(void)
         T(ids_of_another_disk_and_garbage),
         T(foreign_write_resets),
         T(deleted_sidecars_mean_disabled),
+        T(relink_to_other_content_is_a_change),
         T(foreign_sidecars_are_left_alone),
         T(corrupt_rct_headers_reset),
         T(one_corrupt_rct_header_is_survived),

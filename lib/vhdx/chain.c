@@ -529,7 +529,17 @@ tm_vhdx_reparent(struct tm_vhdx *vd, const char *parent_path, bool force)
         tm_err_prefix(&vd->err, "'%s'", parent_path);
         goto out;
     }
-    rc = tm_vhdx_set_locator(vd, &loc);
+    /* Another parent's data shows through wherever the child defines
+     * nothing: the disk's content changes, a user-visible change
+     * (MS-VHDX 2.2.2), so its DataWriteGuid is renewed first.  Tracking
+     * of the child then sees a disk it does not know, and its own
+     * children no longer take it for the disk they were made from. */
+    if (!tm_guid_equal(&saved, &loc.linkage) &&
+        !(vd->loc->has_linkage2 &&
+          tm_guid_equal(&vd->loc->linkage2, &loc.linkage)))
+        rc = vhdx_begin_modify(vd, true);
+    if (rc == 0)
+        rc = tm_vhdx_set_locator(vd, &loc);
     if (rc < 0) {
         /* The locator on disk is the old one (or the handle is
          * poisoned): so is the chain the handle reads. */

@@ -207,14 +207,17 @@ int tm_vhdx_set_locator(struct tm_vhdx *vd, const struct tm_vhdx_locator *loc);
 /* Points an open read-write differencing disk (opened by path) at the
  * parent at 'parent_path', as tm_vhdx_set_parent_path below, and attaches
  * that parent (opened read-only with its chain) in place of the old one.
- * On failure the handle reads through the parent it had. */
+ * A parent of another identity ('force') changes what the disk reads, so
+ * its DataWriteGuid is renewed (once per open, as for a write).  On
+ * failure the handle reads through the parent it had. */
 int tm_vhdx_reparent(struct tm_vhdx *vd, const char *parent_path,
                      bool force);
 
 /* Set-VHD -ParentPath: points the differencing disk at 'path' to the
  * parent at 'parent_path' (a moved or renamed chain): rewrites its
  * locator's paths, and with 'force' also its parent_linkage, which is
- * needed when the parent has another identity (TM_E_CHAIN otherwise).
+ * needed when the parent has another identity (TM_E_CHAIN otherwise;
+ * with it, the disk's DataWriteGuid is renewed too).
  * Sector and virtual sizes must fit whatever 'force' says. */
 int tm_vhdx_set_parent_path(const char *path, const char *parent_path,
                             bool force, struct tm_err *err);
