@@ -606,7 +606,6 @@ struct idrec {
     char id[64];
     struct snap *snap;          /* the disk at the seal */
     uint8_t *after;             /* granules touched since: a bitmap */
-    bool reset_ok;              /* a kill in a bind since the seal */
     unsigned run;
 };
 
@@ -621,15 +620,14 @@ struct chain {
     char (*all)[64];            /* every ID handed out, for uniqueness */
     unsigned *all_run;          /* the run that handed it out */
     unsigned nall;
-    bool bind_crash_unresolved;
     int expect_child;           /* what the next child's open must find,
                                  * or -1 */
 };
 
 struct totals {
     unsigned runs, chains, killed_in_open, killed_in_create, bind_crashes;
-    unsigned child_recovered, parent_recovered, foreign_opens;
-    unsigned long ops, seals, queries, between, resets;
+    unsigned child_recovered, parent_recovered;
+    unsigned long ops, seals, queries, between;
     uint64_t diff_bytes, covered_pages, reported_bytes, over_bytes;
     unsigned create_fail_open_ok, create_fail_open_err;
 };
@@ -712,18 +710,15 @@ mark_after(struct chain *ch, uint64_t off, uint64_t len)
             ch->ids[i].after[k / 8] |= (uint8_t)(1u << (k % 8));
 }
 
+/* A kill never resets tracking, in a bind or anywhere else. */
 static void
-check_found(struct chain *ch, int found, const char *who)
+check_found(int found, const char *who)
 {
     if (found == TM_VDISK_TRACKING_CLEAN ||
         found == TM_VDISK_TRACKING_RECOVERED)
         return;
-    if (found == TM_VDISK_TRACKING_RESET_FOREIGN_WRITE &&
-        ch->bind_crash_unresolved)
-        return;
-    die("%s found tracking '%s' (%d), which no kill explains (no kill "
-        "landed in the first write of an open since the last read-write "
-        "open)", who, found_name(found), found);
+    die("%s found tracking '%s' (%d): a kill reset it", who,
+        found_name(found), found);
 }
 
 /* Reads the log: *n whole records (a torn last one is an intent whose
@@ -871,7 +866,6 @@ new_chain(struct chain *ch, uint64_t *rs, struct totals *t)
     ch->all_run = calloc(MAX_CHAIN_IDS, sizeof(*ch->all_run));
     assert_non_null(ch->all);
     assert_non_null(ch->all_run);
-    ch->bind_crash_unresolved = false;
     ch->expect_child = -1;
     ch->alive = true;
 }
@@ -921,7 +915,7 @@ one_run(struct chain *ch, unsigned run, uint64_t *rs, uint8_t *flat,
     struct tm_vdisk *d;
     struct tm_vdisk_info vi = { .kind = TM_VDISK_INFO_CHANGE_TRACKING_STATE };
     struct tm_err e;
-    unsigned ops = 0, seals = 0, ok_ids = 0, reset_ids = 0;
+    unsigned ops = 0, seals = 0, ok_ids = 0;
     int status, rc;
     pid_t pid;
 
@@ -971,11 +965,9 @@ one_run(struct chain *ch, unsigned run, uint64_t *rs, uint8_t *flat,
                               found_name((int)x->a));
             if (x->a == TM_VDISK_TRACKING_RECOVERED)
                 t->child_recovered++;
-            if (x->a == TM_VDISK_TRACKING_RESET_FOREIGN_WRITE)
-                t->foreign_opens++;
             if (cc.create && x->a != TM_VDISK_TRACKING_CLEAN)
                 die("a new disk's tracking found '%s'", found_name((int)x->a));
-            check_found(ch, (int)x->a, "the child's open");
+            check_found((int)x->a, "the child's open");
             /* The same files as the last check's open saw (a read-only
              * one), or a clean close (a read-write one). */
             if (!cc.create && ch->expect_child >= 0 &&
@@ -983,8 +975,6 @@ one_run(struct chain *ch, unsigned run, uint64_t *rs, uint8_t *flat,
                 die("the child's open found '%s', the check before found "
                     "'%s' in the same files", found_name((int)x->a),
                     found_name(ch->expect_child));
-            /* A read-write open settled whatever the last kill left. */
-            ch->bind_crash_unresolved = false;
             break;
         case REC_WRITE:
         case REC_DISCARD:
@@ -1042,12 +1032,12 @@ one_run(struct chain *ch, unsigned run, uint64_t *rs, uint8_t *flat,
     }
     if (!opened)
         t->killed_in_open++;
-    /* Killed in the first write or discard of the open: in bind(), maybe
-     * between the DataWriteGuid renewal and the .rct that names it. */
+    /* Killed in the first write or discard of the open: in bind(),
+     * maybe between the .rct announcing the new DataWriteGuid and the
+     * disk's header carrying it.  Counted: it must recover too. */
     if (first_mut != SIZE_MAX && first_mut == nlog - 1) {
         crash_in_bind = true;
         t->bind_crashes++;
-        /* Not a reason for a reset any more: counted only. */
     }
 
     /* Reopen, as the next backup would. */
@@ -1064,9 +1054,7 @@ one_run(struct chain *ch, unsigned run, uint64_t *rs, uint8_t *flat,
         die("tracking is off after the kill");
     if (vi.change_tracking.found == TM_VDISK_TRACKING_RECOVERED)
         t->parent_recovered++;
-    if (vi.change_tracking.found == TM_VDISK_TRACKING_RESET_FOREIGN_WRITE)
-        t->foreign_opens++;
-    check_found(ch, (int)vi.change_tracking.found, "the check's open");
+    check_found((int)vi.change_tracking.found, "the check's open");
     /* A write or discard got past bind(): the .rct names this open's
      * DataWriteGuid with OPEN set, so the crash must be seen. */
     if (first_mut != SIZE_MAX && first_mut != nlog - 1 &&
@@ -1074,8 +1062,6 @@ one_run(struct chain *ch, unsigned run, uint64_t *rs, uint8_t *flat,
         die("the check's open found '%s' after a kill that followed a "
             "completed write, want 'recovered'",
             found_name((int)vi.change_tracking.found));
-    if (!rdonly)
-        ch->bind_crash_unresolved = false;
     ch->expect_child = rdonly ? (int)vi.change_tracking.found
                               : TM_VDISK_TRACKING_CLEAN;
 
@@ -1102,16 +1088,9 @@ one_run(struct chain *ch, unsigned run, uint64_t *rs, uint8_t *flat,
 
         rc = query_all(d, ch, x->id, NULL, rs, &rl);
         t->queries++;
-        if (rc == TM_E_RCT_RESET && x->reset_ok) {
-            t->resets++;
-            reset_ids++;
-            chain_drop_id(ch, i);
-            continue;
-        }
         if (rc < 0)
-            die("query of %s (sealed in run %u%s): %d (%s): %s", x->id,
-                x->run, x->reset_ok ? "" : ", no kill in a bind since", rc,
-                tm_strerror(rc), tm_vdisk_err(d)->msg);
+            die("query of %s (sealed in run %u): %d (%s): %s", x->id,
+                x->run, rc, tm_strerror(rc), tm_vdisk_err(d)->msg);
         assert_covered(x->snap, now, &rl, "since", x->id, t);
         for (size_t k = 0; k < rl.n; k++) {
             rep += rl.r[k].len;
@@ -1142,14 +1121,13 @@ one_run(struct chain *ch, unsigned run, uint64_t *rs, uint8_t *flat,
 
     print_message("run %u (chain %u.%u, %s): killed after %.1f ms%s, "
                   "%u ops, %u seals; child found %s; check %s found %s; "
-                  "%u IDs verified, %u reset\n", run, ch->no, ch->runs,
+                  "%u IDs verified\n", run, ch->no, ch->runs,
                   cc.create ? "create" : "reopen", delay_us / 1000.0,
                   !opened ? " (in open)" : crash_in_bind ? " (in bind)" : "",
                   ops, seals,
                   opened ? found_name((int)log[0].a) : "-",
                   rdonly ? "ro" : "rw",
-                  found_name((int)vi.change_tracking.found), ok_ids,
-                  reset_ids);
+                  found_name((int)vi.change_tracking.found), ok_ids);
     t->ops += ops;
     t->seals += seals;
     t->runs++;
@@ -1205,13 +1183,11 @@ kill_mid_workload(void **state)
                   "(%" PRIu64 " differing bytes scanned and covered, %"
                   PRIu64 " pages inside one reported range); kills in "
                   "create %u, in open %u, in a bind %u; opens found "
-                  "recovered %u (child) + %u (check), foreign-write %u; "
-                  "explained resets %lu\n", t.runs, t.chains,
+                  "recovered %u (child) + %u (check)\n", t.runs, t.chains,
                   now_s() - t0, t.ops, t.seals, t.queries, t.between,
                   t.diff_bytes, t.covered_pages, t.killed_in_create,
                   t.killed_in_open,
-                  t.bind_crashes, t.child_recovered, t.parent_recovered,
-                  t.foreign_opens, t.resets);
+                  t.bind_crashes, t.child_recovered, t.parent_recovered);
     print_message("over-reporting: %" PRIu64 " MiB reported, %" PRIu64
                   " MiB (%.0f%%) outside the granules written since the "
                   "ID (a crash marks whole .mrt regions, 1 MiB or 1 GiB)\n",
