@@ -44,47 +44,10 @@
 
 #include "vhdx.h"
 
-#define MiB ((uint64_t)1 << 20)
-#define SLOT ((uint64_t)4096)           /* write alignment */
+#define BENCH_NAME "diffbench"
+#include "bench_util.h"
+
 #define FILL_EXTENT (32 * MiB)
-#define DATA_BYTES (4 * MiB)            /* random data writes come from */
-
-static double
-now(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* splitmix64: a fixed, seedable sequence. */
-static uint64_t
-next_rand(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-/* Pseudo-random, never-zero bytes: the data every write copies from. */
-static uint8_t *
-make_data(void)
-{
-    uint8_t *d = malloc(DATA_BYTES);
-    uint64_t s = 42;
-
-    if (d == NULL)
-        return NULL;
-    for (size_t i = 0; i < DATA_BYTES; i += 8) {
-        uint64_t v = next_rand(&s) | 0x0101010101010101ull;
-
-        memcpy(d + i, &v, 8);
-    }
-    return d;
-}
 
 /* The write sequence: 'n' writes of 'wlen' bytes at 4 KiB-aligned
  * offsets inside [0, size). */
@@ -120,13 +83,6 @@ seq_next(struct seq *q)
     return next_rand(&q->state) % slots * SLOT;
 }
 
-/* Where write i takes its bytes from in the data buffer. */
-static const uint8_t *
-data_for(const uint8_t *data, uint64_t i, size_t wlen)
-{
-    return data + (i * 4096 * 7) % (DATA_BYTES - wlen);
-}
-
 /* Bytes of the distinct 4 KiB slots the sequence touches; with 'bits'
  * non-NULL also leaves them set there (one bit per slot). */
 static uint64_t
@@ -145,38 +101,6 @@ seq_unique(struct seq q, uint8_t *bits)
         }
     }
     return count * SLOT;
-}
-
-static int
-fail(const char *what, int rc, const struct tm_err *e)
-{
-    fprintf(stderr, "diffbench: %s: %s%s%s\n", what, tm_strerror(rc),
-            e != NULL && e->msg[0] != '\0' ? ": " : "",
-            e != NULL ? e->msg : "");
-    return 1;
-}
-
-static int
-parse_u64(const char *s, uint64_t *out)
-{
-    char *end;
-
-    errno = 0;
-    *out = strtoull(s, &end, 0);
-    if (errno != 0 || end == s || *end != '\0') {
-        fprintf(stderr, "diffbench: not a number: '%s'\n", s);
-        return -1;
-    }
-    return 0;
-}
-
-static int
-parse_args(char **argv, int n, uint64_t *v)
-{
-    for (int i = 0; i < n; i++)
-        if (parse_u64(argv[i], &v[i]) < 0)
-            return -1;
-    return 0;
 }
 
 static int
@@ -435,33 +359,6 @@ cmd_rawcopy(const char *src, const char *dst, uint64_t size_mib,
     close(out);
     printf("secs=%.4f unique=%" PRIu64 "\n", now() - t0, unique);
     free(bits);
-    return 0;
-}
-
-static int
-cmd_memcpy(uint64_t mib)
-{
-    size_t n = (size_t)(mib * MiB);
-    uint8_t *a = malloc(n), *b = malloc(n);
-    double best = 1e9;
-
-    if (a == NULL || b == NULL)
-        return fail("memcpy", -ENOMEM, NULL);
-    memset(a, 1, n);
-    memset(b, 2, n);
-    for (int r = 0; r < 5; r++) {
-        double t0 = now();
-        double t;
-
-        memcpy(b, a, n);
-        t = now() - t0;
-        if (t < best)
-            best = t;
-        a[r] = b[n - 1 - (size_t)r];    /* keep the copies live */
-    }
-    printf("secs=%.4f\n", best);
-    free(a);
-    free(b);
     return 0;
 }
 
