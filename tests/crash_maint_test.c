@@ -32,6 +32,7 @@
 
 #include "io.h"
 #include "vhdx.h"
+#include "vhdx_testutil.h"
 
 #define MiB (1ull << 20)
 #define GiB (1ull << 30)
@@ -461,42 +462,6 @@ check_state(struct tm_vhdx *vd, const struct state *before,
 }
 
 static void
-save_and_qemu_check(struct tm_io *disk, const char *where)
-{
-    char path[] = "/tmp/tm-crash-maint-XXXXXX";
-    char cmd[256];
-    uint64_t size;
-    uint8_t *buf;
-    int fd, rc;
-
-    if (system("command -v qemu-img >/dev/null 2>&1") != 0)
-        return;
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(tm_io_size(disk, &size), 0);
-    buf = malloc(MiB);
-    assert_non_null(buf);
-    assert_int_equal(ftruncate(fd, (off_t)size), 0);
-    for (uint64_t o = 0; o < size; o += MiB) {
-        size_t n = size - o < MiB ? (size_t)(size - o) : MiB;
-
-        assert_int_equal(tm_io_pread_all(disk, buf, n, o), 0);
-        if (buf[0] == 0 && memcmp(buf, buf + 1, n - 1) == 0)
-            continue;
-        assert_int_equal(pwrite(fd, buf, n, (off_t)o), (ssize_t)n);
-    }
-    free(buf);
-    close(fd);
-    snprintf(cmd, sizeof(cmd), "qemu-img check -q -f vhdx %s", path);
-    rc = system(cmd);
-    unlink(path);
-    if (rc != 0) {
-        print_error("%s: qemu-img check failed (%d)\n", where, rc);
-        fail();
-    }
-}
-
-static void
 verify(struct tm_io *disk, const struct state *before,
        const struct state *after, bool mix, const char *where, bool again)
 {
@@ -623,7 +588,7 @@ sweep(struct scenario *sc)
                        again);
         }
         if (sc->qemu && point % 41 == 1)
-            save_and_qemu_check(disk, where);
+            qemu_img_check(disk, where);
         tm_io_close(disk);
         points++;
         if (!fired)

@@ -214,40 +214,6 @@ compare(struct tm_vhdx *vd, const struct shadow *sh, unsigned point,
     free(got);
 }
 
-/* Saves the memory file to a temporary file and runs qemu-img check. */
-static void
-qemu_check(struct tm_io *disk, unsigned point)
-{
-    char path[] = "/tmp/tm-crash-XXXXXX";
-    char cmd[256];
-    uint64_t size;
-    uint8_t *buf;
-    int fd, rc;
-
-    if (system("command -v qemu-img >/dev/null 2>&1") != 0)
-        return;
-    fd = mkstemp(path);
-    assert_true(fd >= 0);
-    assert_int_equal(tm_io_size(disk, &size), 0);
-    buf = malloc(1u << 20);
-    assert_non_null(buf);
-    for (uint64_t o = 0; o < size; o += 1u << 20) {
-        size_t n = size - o < (1u << 20) ? (size_t)(size - o) : 1u << 20;
-
-        assert_int_equal(tm_io_pread_all(disk, buf, n, o), 0);
-        assert_int_equal(pwrite(fd, buf, n, (off_t)o), (ssize_t)n);
-    }
-    free(buf);
-    close(fd);
-    snprintf(cmd, sizeof(cmd), "qemu-img check -q -f vhdx %s", path);
-    rc = system(cmd);
-    unlink(path);
-    if (rc != 0) {
-        print_error("point %u: qemu-img check failed (%d)\n", point, rc);
-        fail();
-    }
-}
-
 /* After the fault: open read-only (replay into memory) and read-write
  * (replay into the file); both must serve the acknowledged data, the
  * check must be clean, and the repaired file must take a new write. */
@@ -374,7 +340,12 @@ sweep(const struct tm_fault *tmpl, uint64_t workload_seed, unsigned qemu_every)
             crash_during_recovery(disk, &sh, point);
         verify(disk, &sh, point);
         if (qemu_every != 0 && point % qemu_every == 1)
-            qemu_check(disk, point);
+            {
+                char at[32];
+
+                snprintf(at, sizeof(at), "point %u", point);
+                qemu_img_check(disk, at);
+            }
         shadow_free(&sh);
         tm_io_close(disk);
         points++;

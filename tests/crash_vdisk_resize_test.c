@@ -35,6 +35,7 @@
 
 #include "io.h"
 #include "vdisk_int.h"
+#include "vdisk_files.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
@@ -44,15 +45,6 @@
 #define COUNTED (TM_IO_WRITE | TM_IO_FLUSH | TM_IO_TRUNCATE | TM_IO_ALLOCATE | \
                  TM_IO_PUNCH)
 #define MAXIDS 6
-
-struct files {
-    struct tm_io *disk, *rct, *mrt;
-};
-
-struct reach {
-    struct files *f;
-    struct tm_fault_domain *dom;        /* NULL: plain */
-};
 
 /* An ID and the disk's bytes when it was sealed. */
 struct sealed {
@@ -68,66 +60,6 @@ struct state {
     struct sealed ids[MAXIDS];
     unsigned nids;
 };
-
-static struct tm_io *
-wrap_io(struct reach *r, struct tm_io *inner)
-{
-    return r->dom != NULL ? tm_io_fault_new_in(inner, r->dom)
-                          : tm_io_borrow_new(inner);
-}
-
-static int
-sidecar_open(void *user, enum vdisk_sidecar which, bool rdonly, bool create,
-             struct tm_io **out)
-{
-    struct reach *r = user;
-    int rc;
-
-    (void)rdonly;
-    if (!create) {
-        /* An empty memory file stands for a file that is not there. */
-        uint64_t size;
-
-        assert_int_equal(tm_io_size(which == VDISK_RCT ? r->f->rct
-                                                       : r->f->mrt, &size),
-                         0);
-        if (size == 0)
-            return -ENOENT;
-    }
-    *out = wrap_io(r, which == VDISK_RCT ? r->f->rct : r->f->mrt);
-    if (*out == NULL)
-        return -ENOMEM;
-    if (create) {
-        rc = tm_io_truncate(*out, 0);
-        if (rc < 0) {
-            tm_io_close(*out);
-            *out = NULL;
-            return rc;
-        }
-    }
-    return 0;
-}
-
-static int
-open_on(struct reach *r, struct tm_vdisk **out, struct tm_err *err)
-{
-    struct vdisk_sidecar_ops ops = { sidecar_open, r };
-    struct tm_vhdx *vd = tm_vhdx_new();
-    struct tm_io *io = wrap_io(r, r->f->disk);
-    int rc;
-
-    *out = NULL;
-    assert_non_null(vd);
-    assert_non_null(io);
-    tm_err_clear(err);
-    rc = tm_vhdx_open(vd, io, 0);
-    if (rc < 0) {
-        *err = *tm_vhdx_err(vd);
-        tm_vhdx_close(vd);
-        return rc;
-    }
-    return vdisk_wrap(vd, "resize.vhdx", false, &ops, out, err);
-}
 
 static void
 fill(uint8_t *buf, uint64_t len, unsigned tag)
@@ -204,7 +136,7 @@ workload(struct reach *r, struct state *s)
     struct tm_fault_domain *dom = r->dom;
     struct tm_vdisk *d;
     struct tm_err err;
-    int rc = open_on(r, &d, &err);
+    int rc = files_open(r, false, &d, &err);
 
     if (!step(dom, rc, NULL, "open"))
         return;
@@ -276,13 +208,13 @@ check_id(struct tm_vdisk *d, const struct sealed *x, const uint8_t *now,
 static void
 verify(struct files *f, const struct state *s)
 {
-    struct reach plain = { f, NULL };
+    struct reach plain = { f, NULL, true };
     struct tm_vdisk_info si = { .kind = TM_VDISK_INFO_SIZE };
     struct tm_vdisk *d;
     struct tm_err err;
     uint8_t *now;
     uint64_t size;
-    int rc = open_on(&plain, &d, &err);
+    int rc = files_open(&plain, false, &d, &err);
 
     if (rc != 0)
         die("open after the cut: %d (%s)", rc, err.msg);
@@ -324,7 +256,7 @@ make_base(struct files *f, struct state *s)
         .virtual_size = OLD_SIZE, .block_size = 1 << 20,
     };
     struct tm_vhdx *vd = tm_vhdx_new();
-    struct reach plain = { f, NULL };
+    struct reach plain = { f, NULL, true };
     struct tm_vdisk *d;
     struct tm_err err;
 
@@ -336,7 +268,7 @@ make_base(struct files *f, struct state *s)
     assert_int_equal(tm_vhdx_create(vd, tm_io_borrow_new(f->disk), &vp), 0);
     assert_int_equal(tm_vhdx_close(vd), 0);
     /* Fresh memory sidecars exist but are empty: enabling fills them. */
-    assert_int_equal(open_on(&plain, &d, &err), 0);
+    assert_int_equal(files_open(&plain, false, &d, &err), 0);
     assert_true(w_tracking(NULL, d, true));
     assert_true(w_write(NULL, d, s, 0, 64 * KiB, 1));
     assert_true(w_write(NULL, d, s, 2 * MiB, 4 * KiB, 2));
@@ -371,11 +303,10 @@ sweep(uint64_t seed, const char *name)
         bool hit;
 
         snprintf(where, sizeof(where), "%s, cut at %" PRIu64, name, n);
-        f.disk = copy_disk(base.disk);
-        f.rct = copy_disk(base.rct);
-        f.mrt = copy_disk(base.mrt);
+        files_copy(&f, &base);
         s = s0;
         r.f = &f;
+        r.empty_is_absent = true;
         r.dom = tm_fault_domain_new(&fault);
         assert_non_null(r.dom);
         workload(&r, &s);
@@ -383,9 +314,7 @@ sweep(uint64_t seed, const char *name)
         tm_fault_domain_free(r.dom);
         verify(&f, &s);
         state_free(&s, s0.nids);
-        tm_io_close(f.disk);
-        tm_io_close(f.rct);
-        tm_io_close(f.mrt);
+        files_close(&f);
         points++;
         fired += hit;
         if (!hit)
@@ -395,9 +324,7 @@ sweep(uint64_t seed, const char *name)
                   points, fired, step_n, now_s() - t0);
     assert_true(fired >= 50 / step_n);
     state_free(&s0, 0);
-    tm_io_close(base.disk);
-    tm_io_close(base.rct);
-    tm_io_close(base.mrt);
+    files_close(&base);
 }
 
 static void

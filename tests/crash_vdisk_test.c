@@ -54,6 +54,7 @@
 #include "rct.h"
 #include "vdisk_int.h"
 #include "vhdx.h"
+#include "vdisk_files.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
@@ -104,11 +105,6 @@ struct model {
     uint32_t epoch;             /* 1 + the number of seals */
     struct sealed ids[MAXIDS];
     unsigned nids;
-};
-
-/* The three files (memory backends, the durable state). */
-struct files {
-    struct tm_io *disk, *rct, *mrt;
 };
 
 /* ---- model --------------------------------------------------------------- */
@@ -253,84 +249,17 @@ fill(uint8_t *buf, uint64_t len, unsigned op, uint64_t off)
 
 /* ---- files and handles --------------------------------------------------- */
 
-static void
-files_copy(struct files *dst, const struct files *src)
-{
-    dst->disk = copy_disk(src->disk);
-    dst->rct = copy_disk(src->rct);
-    dst->mrt = copy_disk(src->mrt);
-}
-
-static void
-files_close(struct files *f)
-{
-    tm_io_close(f->disk);
-    tm_io_close(f->rct);
-    tm_io_close(f->mrt);
-    memset(f, 0, sizeof(*f));
-}
-
-/* What the sidecar ops hand out: members of 'dom', or (dom NULL) plain
- * borrowed views of the files. */
-struct reach {
-    struct files *f;
-    struct tm_fault_domain *dom;
-};
-
-static struct tm_io *
-wrap_io(struct reach *r, struct tm_io *inner)
-{
-    return r->dom != NULL ? tm_io_fault_new_in(inner, r->dom)
-                          : tm_io_borrow_new(inner);
-}
-
-static int
-sidecar_open(void *user, enum vdisk_sidecar which, bool rdonly, bool create,
-             struct tm_io **out)
-{
-    struct reach *r = user;
-    int rc;
-
-    (void)rdonly;
-    *out = wrap_io(r, which == VDISK_RCT ? r->f->rct : r->f->mrt);
-    if (*out == NULL)
-        return -ENOMEM;
-    if (create) {
-        rc = tm_io_truncate(*out, 0);
-        if (rc < 0) {
-            tm_io_close(*out);
-            *out = NULL;
-            return rc;
-        }
-    }
-    return 0;
-}
-
 /* Opens the disk of 'r' as a vdisk handle; 0 or the error (detail in
  * 'why'). */
 static int
 open_on(struct reach *r, bool rdonly, struct tm_vdisk **out, char *why,
         size_t why_len)
 {
-    struct vdisk_sidecar_ops ops = { sidecar_open, r };
-    struct tm_vhdx *vd = tm_vhdx_new();
-    struct tm_io *io = wrap_io(r, r->f->disk);
     struct tm_err err;
-    int rc;
+    int rc = files_open(r, rdonly, out, &err);
 
-    *out = NULL;
-    assert_non_null(vd);
-    assert_non_null(io);
-    rc = tm_vhdx_open(vd, io, rdonly ? TM_VHDX_RDONLY : 0);
-    if (rc < 0) {
-        snprintf(why, why_len, "vhdx open: %s", tm_vhdx_err(vd)->msg);
-        tm_vhdx_close(vd);
-        return rc;
-    }
-    tm_err_clear(&err);
-    rc = vdisk_wrap(vd, "crash.vhdx", rdonly, &ops, out, &err);
     if (rc < 0)
-        snprintf(why, why_len, "vdisk_wrap: %s", err.msg);
+        snprintf(why, why_len, "%s", err.msg);
     return rc;
 }
 
@@ -672,7 +601,7 @@ make_base(struct base *bs, const struct geo *g)
         .virtual_size = g->vsize, .block_size = g->block,
         .logical_sector = g->lss,
     };
-    struct reach r = { &bs->f, NULL };
+    struct reach r = { &bs->f, NULL, false };
     struct run w = { &r, &bs->m, NULL, false, 0 };
     struct tm_vhdx *vd = tm_vhdx_new();
     uint8_t *now;
@@ -821,7 +750,7 @@ verify(struct files *f, struct model *m, bool fired, bool check_ro,
        struct tally *t)
 {
     const struct geo *g = m->g;
-    struct reach plain = { f, NULL };
+    struct reach plain = { f, NULL, false };
     struct tm_vdisk *d;
     enum tm_vdisk_tracking_open found;
     uint8_t *maps[MAXIDS] = { NULL };
@@ -836,7 +765,7 @@ verify(struct files *f, struct model *m, bool fired, bool check_ro,
     if (check_ro) {
         struct tm_fault_domain *cd = tm_fault_domain_new(&(struct tm_fault){
             .ops = CHANGES });
-        struct reach counting = { f, cd };
+        struct reach counting = { f, cd, false };
 
         assert_non_null(cd);
         d = open_or_die(&counting, true, "read-only open after the fault");

@@ -44,4 +44,20 @@ size_of(struct tm_io *io)
     return size;
 }
 
+/* A failed call's code and the start of its message. */
+static inline void
+assert_err(int rc, const struct tm_err *err, int want, const char *prefix)
+{
+    assert_int_equal(rc, want);
+    if (strncmp(err->msg, prefix, strlen(prefix)) != 0)
+        fail_msg("message '%s' does not start with '%s'", err->msg, prefix);
+}
+
+static inline void
+assert_msg_has(const struct tm_err *err, const char *part)
+{
+    if (strstr(err->msg, part) == NULL)
+        fail_msg("message '%s' lacks '%s'", err->msg, part);
+}
+
 #endif

@@ -20,26 +20,12 @@
 #include <cmocka.h>
 
 #include "rct_int.h"
+#include "io_testutil.h"
 
 #define KiB 1024ull
 #define MiB (1024ull * KiB)
 #define GiB (1024ull * MiB)
 #define TiB (1024ull * GiB)
-
-static void
-assert_err(int rc, const struct tm_err *err, int want, const char *prefix)
-{
-    assert_int_equal(rc, want);
-    if (strncmp(err->msg, prefix, strlen(prefix)) != 0)
-        fail_msg("message '%s' does not start with '%s'", err->msg, prefix);
-}
-
-static void
-assert_msg_has(const struct tm_err *err, const char *part)
-{
-    if (strstr(err->msg, part) == NULL)
-        fail_msg("message '%s' lacks '%s'", err->msg, part);
-}
 
 static double
 now_s(void)

@@ -12,23 +12,9 @@
 #include <cmocka.h>
 
 #include "vhdx_int.h"
+#include "io_testutil.h"
 
 #define MiB VHDX_MiB
-
-static void
-assert_err(int rc, const struct tm_err *err, int want, const char *prefix)
-{
-    assert_int_equal(rc, want);
-    if (strncmp(err->msg, prefix, strlen(prefix)) != 0)
-        fail_msg("message '%s' does not start with '%s'", err->msg, prefix);
-}
-
-static void
-assert_msg_has(const struct tm_err *err, const char *part)
-{
-    if (strstr(err->msg, part) == NULL)
-        fail_msg("message '%s' lacks '%s'", err->msg, part);
-}
 
 /* ---- GUIDs --------------------------------------------------------------- */
 

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "vhdx_int.h"
+#include "io_testutil.h"
 
 #define MiB VHDX_MiB
 #define LOG_OFF (1 * MiB)
@@ -22,14 +23,6 @@ static const struct tm_guid guid_a = {{ 0xa1, 0xa2, 0xa3, 0xa4, 5, 6, 7, 8,
                                         9, 10, 11, 12, 13, 14, 15, 16 }};
 static const struct tm_guid guid_b = {{ 0xb1, 0xb2, 0xb3, 0xb4, 5, 6, 7, 8,
                                         9, 10, 11, 12, 13, 14, 15, 16 }};
-
-static void
-assert_err(int rc, const struct tm_err *err, int want, const char *prefix)
-{
-    assert_int_equal(rc, want);
-    if (strncmp(err->msg, prefix, strlen(prefix)) != 0)
-        fail_msg("message '%s' does not start with '%s'", err->msg, prefix);
-}
 
 /* A FILE_SIZE file whose bytes outside the log are 0xEE. */
 static struct tm_io *
@@ -61,7 +54,7 @@ header_for(const struct tm_guid *g)
 }
 
 static void
-fill(uint8_t *sector, unsigned seed)
+fill_sector(uint8_t *sector, unsigned seed)
 {
     for (unsigned i = 0; i < VHDX_LOG_SECTOR; i++)
         sector[i] = (uint8_t)(seed * 31 + i * 7 + (i >> 8));
@@ -173,7 +166,7 @@ log_replays_committed_updates(void **state)
     struct tm_err err = { 0 };
 
     for (int i = 0; i < 3; i++)
-        fill(s[i], (unsigned)i + 1);
+        fill_sector(s[i], (unsigned)i + 1);
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
     assert_int_equal(vhdx_log_commit(&lg, u, 4, FILE_SIZE, FILE_SIZE), 0);
     assert_int_equal(lg.next_seq, 2);
@@ -209,7 +202,7 @@ log_replays_into_a_separate_file(void **state)
     struct tm_err err = { 0 };
     uint64_t size;
 
-    fill(s, 9);
+    fill_sector(s, 9);
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
     assert_int_equal(vhdx_log_commit(&lg, &u, 1, FILE_SIZE, FILE_SIZE), 0);
     assert_int_equal(vhdx_log_replay(io, dst, &h, &res, &err), 0);
@@ -236,7 +229,7 @@ log_replays_wrapped_entry(void **state)
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
     for (unsigned c = 0; c < COMMITS; c++) {
         for (unsigned i = 0; i < PER; i++) {
-            fill(s[i], c * 100 + i);
+            fill_sector(s[i], c * 100 + i);
             u[i] = (struct vhdx_log_update){ 4 * MiB + (c % 3) * 65536 +
                                              i * 4096, 4096, s[i] };
         }
@@ -270,8 +263,8 @@ log_torn_last_entry_falls_back_to_previous(void **state)
     struct tm_err err = { 0 };
     uint8_t byte;
 
-    fill(a, 1);
-    fill(b, 2);
+    fill_sector(a, 1);
+    fill_sector(b, 2);
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
     assert_int_equal(vhdx_log_commit(&lg, &ua, 1, FILE_SIZE, FILE_SIZE), 0);
     assert_int_equal(vhdx_log_commit(&lg, &ub, 1, FILE_SIZE, FILE_SIZE), 0);
@@ -301,8 +294,8 @@ log_replays_multi_entry_sequence(void **state)
     struct vhdx_log lg;
     struct tm_err err = { 0 };
 
-    fill(a, 3);
-    fill(b, 4);
+    fill_sector(a, 3);
+    fill_sector(b, 4);
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
     assert_int_equal(vhdx_log_commit(&lg, &ua, 1, FILE_SIZE, FILE_SIZE), 0);
     assert_int_equal(vhdx_log_commit(&lg, &ub, 1, FILE_SIZE, FILE_SIZE), 0);
@@ -332,8 +325,8 @@ log_head_tail_outside_sequence_is_corrupt(void **state)
     struct vhdx_log lg;
     struct tm_err err = { 0 };
 
-    fill(a, 5);
-    fill(b, 6);
+    fill_sector(a, 5);
+    fill_sector(b, 6);
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
     assert_int_equal(vhdx_log_commit(&lg, &ua, 1, FILE_SIZE, FILE_SIZE), 0);
     assert_int_equal(vhdx_log_commit(&lg, &ub, 1, FILE_SIZE, FILE_SIZE), 0);
@@ -361,8 +354,8 @@ log_ignores_entries_of_another_guid(void **state)
     struct vhdx_log lg;
     struct tm_err err = { 0 };
 
-    fill(a, 7);
-    fill(b, 8);
+    fill_sector(a, 7);
+    fill_sector(b, 8);
     /* A previous open (GUID B) left three entries with higher numbers. */
     vhdx_log_init(&stale, io, LOG_OFF, LOG_LEN, &guid_b);
     stale.next_seq = 1000;
@@ -396,7 +389,7 @@ log_zero_guid_means_no_replay(void **state)
     struct vhdx_log lg;
     struct tm_err err = { 0 };
 
-    fill(a, 1);
+    fill_sector(a, 1);
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
     assert_int_equal(vhdx_log_commit(&lg, &ua, 1, FILE_SIZE, FILE_SIZE), 0);
     undo(io, &ua, 1);
@@ -418,7 +411,7 @@ log_refuses_file_shorter_than_flushed_offset(void **state)
     struct vhdx_log lg;
     struct tm_err err = { 0 };
 
-    fill(a, 1);
+    fill_sector(a, 1);
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
     /* 8 MiB + 5 bytes: FlushedFileOffset rounds down to 8 MiB. */
     assert_int_equal(vhdx_log_commit(&lg, &ua, 1, FILE_SIZE + 5, FILE_SIZE),
@@ -450,7 +443,7 @@ log_extends_file_to_last_offset(void **state)
     struct tm_err err = { 0 };
     uint64_t size;
 
-    fill(a, 1);
+    fill_sector(a, 1);
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
     assert_int_equal(vhdx_log_commit(&lg, u, 2, FILE_SIZE,
                                      20 * MiB + 5), 0);
@@ -479,7 +472,7 @@ log_commit_splits_large_update_sets(void **state)
     struct tm_err err = { 0 };
 
     for (unsigned i = 0; i < N; i++) {
-        fill(s[i], i);
+        fill_sector(s[i], i);
         u[i] = (struct vhdx_log_update){ 2 * MiB + i * 4096ull, 4096, s[i] };
     }
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
@@ -531,7 +524,7 @@ log_refuses_absurd_target(void **state)
     struct vhdx_log lg;
     struct tm_err err = { 0 };
 
-    fill(a, 1);
+    fill_sector(a, 1);
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
     assert_int_equal(vhdx_log_commit(&lg, &ua, 1, FILE_SIZE, FILE_SIZE), 0);
     patch_le64(io, LOG_OFF + 64 + 16, 1ull << 50);
@@ -594,7 +587,7 @@ log_scan_reports_every_sealed_entry(void **state)
     struct tm_err err = { 0 };
     struct scan_count c = { 0 };
 
-    fill(a, 1);
+    fill_sector(a, 1);
     vhdx_log_init(&lg, io, LOG_OFF, LOG_LEN, &guid_a);
     for (int i = 0; i < 5; i++)
         assert_int_equal(vhdx_log_commit(&lg, &ua, 1, FILE_SIZE, FILE_SIZE),

@@ -113,22 +113,6 @@ file_size(struct tm_io *io)
     return s;
 }
 
-static uint64_t
-digest(struct tm_io *io)
-{
-    uint64_t size = file_size(io), h = 0;
-    uint8_t *buf = malloc(MiB);
-
-    for (uint64_t off = 0; off < size; off += MiB) {
-        size_t n = size - off < MiB ? (size_t)(size - off) : MiB;
-
-        assert_int_equal(tm_io_pread_all(io, buf, n, off), 0);
-        h = h * 31 + tm_crc32c(0, buf, n);
-    }
-    free(buf);
-    return h ^ size;
-}
-
 /* Both region tables valid and identical; returns table 1. */
 static struct vhdx_region_table *
 region_tables(struct tm_io *mem)
@@ -254,7 +238,7 @@ meta_rewrite_refuses_what_does_not_fit(void **state)
     uint8_t bad[8];
 
     assert_int_equal(tm_vhdx_close(vd), 0);
-    before = digest(mem);
+    before = disk_digest(mem);
     vd = open_disk(mem, 0);
     big[0] = 1;
     assert_int_equal(vhdx_meta_rewrite(vd, &it, 1), TM_E_UNSUPPORTED);
@@ -265,7 +249,7 @@ meta_rewrite_refuses_what_does_not_fit(void **state)
                                   true };
     assert_int_equal(vhdx_meta_rewrite(vd, &it, 1), TM_E_INVALID);
     assert_int_equal(tm_vhdx_close(vd), 0);
-    assert_true(digest(mem) == before);     /* nothing was written */
+    assert_true(disk_digest(mem) == before);     /* nothing was written */
     free(big);
     tm_io_close(mem);
 }
@@ -534,7 +518,7 @@ shrink_refused_names_the_smallest_size(void **state)
 
     write_pattern(vd, 30 * MiB, 1000, 1);
     assert_int_equal(tm_vhdx_close(vd), 0);
-    before = digest(mem);
+    before = disk_digest(mem);
     vd = open_disk(mem, 0);
     assert_int_equal(tm_vhdx_resize(vd, 20 * MiB), TM_E_RANGE);
     snprintf(want, sizeof(want), "smallest safe size is %llu",
@@ -542,7 +526,7 @@ shrink_refused_names_the_smallest_size(void **state)
     assert_non_null(strstr(tm_vhdx_err(vd)->msg, want));
     assert_int_equal(tm_vhdx_resize(vd, 30 * MiB + 512), TM_E_RANGE);
     assert_int_equal(tm_vhdx_close(vd), 0);
-    assert_true(digest(mem) == before);     /* untouched */
+    assert_true(disk_digest(mem) == before);     /* untouched */
 
     vd = open_disk(mem, TM_VHDX_RDONLY);
     assert_int_equal(tm_vhdx_resize(vd, 40 * MiB), TM_E_READONLY);
@@ -770,14 +754,14 @@ optimize_leaves_fixed_disks_alone(void **state)
     struct tm_io *mem = new_disk(16 * MiB, MiB, 512, true);
     struct tm_vhdx *vd = open_disk(mem, 0);
     struct tm_vhdx_optimize_stats st;
-    uint64_t before = digest(mem);
+    uint64_t before = disk_digest(mem);
 
     assert_int_equal(tm_vhdx_optimize(vd, &st), 0);
     assert_int_equal(st.blocks_zeroed, 0);
     assert_int_equal(st.blocks_moved, 0);
     assert_int_equal(st.size_after, st.size_before);
     assert_int_equal(tm_vhdx_close(vd), 0);
-    assert_true(digest(mem) == before);
+    assert_true(disk_digest(mem) == before);
     vd = open_disk(mem, TM_VHDX_RDONLY);
     assert_int_equal(tm_vhdx_optimize(vd, &st), TM_E_READONLY);
     tm_vhdx_close(vd);

@@ -199,30 +199,13 @@ make_dirty(struct tm_io **clean_out, uint8_t *pattern, size_t len)
     return dirty;
 }
 
-static uint64_t
-digest(struct tm_io *io)
-{
-    uint64_t size, h = 0;
-    uint8_t *buf = malloc(MiB);
-
-    assert_int_equal(tm_io_size(io, &size), 0);
-    for (uint64_t off = 0; off < size; off += MiB) {
-        size_t n = size - off < MiB ? (size_t)(size - off) : MiB;
-
-        assert_int_equal(tm_io_pread_all(io, buf, n, off), 0);
-        h = h * 31 + tm_crc32c(0, buf, n);
-    }
-    free(buf);
-    return h ^ size;
-}
-
 static void
 read_only_open_replays_log_in_memory(void **state)
 {
     uint8_t pat[8192], got[8192];
     struct tm_io *clean;
     struct tm_io *dirty = make_dirty(&clean, pat, sizeof(pat));
-    uint64_t before = digest(dirty);
+    uint64_t before = disk_digest(dirty);
     struct tm_vhdx_info info;
     struct tm_vhdx *vd = open_disk(dirty, TM_VHDX_RDONLY);
 
@@ -232,7 +215,7 @@ read_only_open_replays_log_in_memory(void **state)
     assert_memory_equal(got, pat, sizeof(pat));
     assert_int_equal(tm_vhdx_write(vd, pat, 512, 0), TM_E_READONLY);
     tm_vhdx_close(vd);
-    assert_true(digest(dirty) == before);   /* the file is untouched */
+    assert_true(disk_digest(dirty) == before);   /* the file is untouched */
     tm_io_close(dirty);
     tm_io_close(clean);
 }
