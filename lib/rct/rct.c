@@ -388,6 +388,25 @@ check_binding(const struct tm_rct_binding *b, struct tm_err *err)
     return 0;
 }
 
+/* Puts the two sidecar files into a new handle, or, when 'rc' (the
+ * caller's checks) is an error, a file is missing or memory runs out,
+ * closes them: their ownership passes either way. */
+static int
+adopt_files(struct tm_io *rct, struct tm_io *mrt, int rc, struct tm_rct **t,
+            struct tm_err *err)
+{
+    *t = NULL;
+    if (rc == 0 && (rct == NULL || mrt == NULL))
+        rc = tm_err_set(err, TM_E_INVALID, "missing sidecar file");
+    if (rc == 0 && (*t = handle_new(rct, mrt)) == NULL)
+        rc = tm_err_set(err, -ENOMEM, "out of memory");
+    if (rc < 0) {
+        tm_io_close(rct);
+        tm_io_close(mrt);
+    }
+    return rc;
+}
+
 static int
 check_geometry(uint32_t gran, uint64_t region, uint64_t vs,
                struct tm_err *err)
@@ -444,25 +463,12 @@ tm_rct_create(struct tm_io *rct, struct tm_io *mrt,
     int rc;
 
     *out = NULL;
-    if (rct == NULL || mrt == NULL) {
-        tm_io_close(rct);
-        tm_io_close(mrt);
-        return tm_err_set(err, TM_E_INVALID, "missing sidecar file");
-    }
     rc = check_binding(b, err);
     if (rc == 0)
         rc = check_geometry(gran, region, b->virtual_size, err);
-    if (rc < 0) {
-        tm_io_close(rct);
-        tm_io_close(mrt);
+    rc = adopt_files(rct, mrt, rc, &t, err);
+    if (rc < 0)
         return rc;
-    }
-    t = handle_new(rct, mrt);
-    if (t == NULL) {
-        tm_io_close(rct);
-        tm_io_close(mrt);
-        return tm_err_set(err, -ENOMEM, "out of memory");
-    }
     rc = tm_io_truncate(rct, 0);
     if (rc == 0)
         rc = tm_io_truncate(mrt, 0);
@@ -644,23 +650,9 @@ tm_rct_open(struct tm_io *rct, struct tm_io *mrt,
     *out = NULL;
     if (state != NULL)
         *state = TM_RCT_CLEAN;
-    if (rct == NULL || mrt == NULL) {
-        tm_io_close(rct);
-        tm_io_close(mrt);
-        return tm_err_set(err, TM_E_INVALID, "missing sidecar file");
-    }
-    rc = check_binding(b, err);
-    if (rc < 0) {
-        tm_io_close(rct);
-        tm_io_close(mrt);
+    rc = adopt_files(rct, mrt, check_binding(b, err), &t, err);
+    if (rc < 0)
         return rc;
-    }
-    t = handle_new(rct, mrt);
-    if (t == NULL) {
-        tm_io_close(rct);
-        tm_io_close(mrt);
-        return tm_err_set(err, -ENOMEM, "out of memory");
-    }
 
     /* CRASH: what a read returns may be a write no flush has covered
      * yet (a flush that failed leaves it in the page cache).  Treating
